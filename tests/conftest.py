@@ -1,0 +1,39 @@
+"""Session-wide fixtures: one local GPU-stack channel, and fresh workspaces on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.channel import build_channel, gpu_stack_packages
+from tests.support.workspace import write_workspace
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    cache = tmp_path_factory.mktemp("caches")
+    saved = {k: os.environ.get(k) for k in ("RATTLER_CACHE_DIR", "UV_CACHE_DIR", "XDG_CACHE_HOME")}
+    os.environ["RATTLER_CACHE_DIR"] = str(cache / "rattler")
+    os.environ["UV_CACHE_DIR"] = str(cache / "uv")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def gpu_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file:// conda channel with cpu and cuda builds of a small GPU stack (built once per session)."""
+    root = tmp_path_factory.mktemp("channel")
+    return build_channel(root / "gpu-forge", gpu_stack_packages())
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path, gpu_channel: Path) -> Path:
+    """A fresh workspace with pytorch and tensorflow flavors on the fixture channel, not yet locked."""
+    return write_workspace(tmp_path / "ws", gpu_channel.as_uri())
