@@ -1,0 +1,75 @@
+"""Flavors: a folder flavors/<name>/ with metadata.yml plus the pixi environment of the same name.
+
+Nothing lists flavors in code; adding one (say JAX) means a feature + environment in
+pixi.toml and a folder here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli.errors import UserError
+from cli.workspace import Workspace
+
+FLAVORS_DIR = "flavors"
+METADATA_NAME = "metadata.yml"
+RUNTIME_NAME = "runtime.yml"
+# Environments that are tools, not runner flavors.
+NON_FLAVOR_ENVIRONMENTS = frozenset({"default", "dev"})
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    folder: Path
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.folder / METADATA_NAME
+
+    @property
+    def runtime_path(self) -> Path:
+        return self.folder / RUNTIME_NAME
+
+    @property
+    def environment(self) -> str:
+        return self.name
+
+
+def flavor_folders(workspace: Workspace) -> dict[str, Path]:
+    base = workspace.root / FLAVORS_DIR
+    if not base.is_dir():
+        return {}
+    return {p.name: p for p in sorted(base.iterdir()) if (p / METADATA_NAME).is_file()}
+
+
+def discover_flavors(workspace: Workspace) -> list[Flavor]:
+    """Every flavor, checked against pixi.toml: a folder without environment is an error, and so is the reverse."""
+    folders = flavor_folders(workspace)
+    environments = set(workspace.environments) - NON_FLAVOR_ENVIRONMENTS
+    for name, folder in folders.items():
+        if name not in workspace.environments:
+            raise UserError(
+                f"flavor folder has no environment '{name}' in pixi.toml",
+                path=folder / METADATA_NAME,
+                fix=f"add [feature.{name}] and `{name} = [...]` under [environments], or remove the folder",
+            )
+    for name in sorted(environments - set(folders)):
+        raise UserError(
+            f"environment '{name}' has no flavor folder",
+            path=workspace.manifest_path,
+            fix=f"add {FLAVORS_DIR}/{name}/{METADATA_NAME}, or list it as a tool environment",
+        )
+    return [Flavor(name, folder) for name, folder in folders.items()]
+
+
+def get_flavor(workspace: Workspace, name: str) -> Flavor:
+    flavors = {f.name: f for f in discover_flavors(workspace)}
+    if name not in flavors:
+        raise UserError(
+            f"unknown flavor '{name}'",
+            path=workspace.root / FLAVORS_DIR,
+            fix=f"known flavors: {', '.join(flavors) or 'none'}",
+        )
+    return flavors[name]
