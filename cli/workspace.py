@@ -170,7 +170,9 @@ def find_manifest(start: Path | None) -> Path:
     for folder in (here, *here.parents):
         if (folder / MANIFEST_NAME).is_file():
             return folder / MANIFEST_NAME
-    raise UserError("no pixi.toml in this folder or above", path=here, fix="run from the workspace root or pass --manifest-path")
+    raise UserError(
+        "no pixi.toml in this folder or above", path=here, fix="run from the workspace root or pass --manifest-path"
+    )
 
 
 def load_workspace(start: Path | None = None) -> Workspace:
@@ -195,12 +197,12 @@ def parse_manifest(data: dict[str, Any], manifest: Path) -> Workspace:
         raise UserError("workspace.channels is empty", path=manifest, fix='add channels = ["conda-forge"]')
     platforms = reader.platforms(table.get("platforms"), "workspace.platforms")
     default_requirements = reader.system_requirements(data.get("system-requirements", {}), "system-requirements")
-    platforms = tuple(
-        PlatformSpec(p.name, p.subdir, p.requirements.merged(default_requirements)) for p in platforms
-    )
+    platforms = tuple(PlatformSpec(p.name, p.subdir, p.requirements.merged(default_requirements)) for p in platforms)
     features = {DEFAULT_FEATURE: reader.feature(DEFAULT_FEATURE, data, "")}
     for feature_name, feature_table in reader.table(data, "feature").items():
-        features[feature_name] = reader.feature(feature_name, reader.table_of(feature_table, f"feature.{feature_name}"), f"feature.{feature_name}.")
+        features[feature_name] = reader.feature(
+            feature_name, reader.table_of(feature_table, f"feature.{feature_name}"), f"feature.{feature_name}."
+        )
     environments = reader.environments(reader.table(data, "environments"), features)
     return Workspace(
         root=manifest.parent,
@@ -250,7 +252,9 @@ class _Reader:
             elif isinstance(item, dict) and isinstance(item.get("channel"), str):
                 result.append(ChannelSpec(item["channel"], int(item.get("priority", 0))))
             else:
-                raise self.fail(key, f"cannot read channel {item!r}", 'use "name" or { channel = "name", priority = 1 }')
+                raise self.fail(
+                    key, f"cannot read channel {item!r}", 'use "name" or { channel = "name", priority = 1 }'
+                )
         return tuple(result)
 
     def platforms(self, value: Any, key: str) -> tuple[PlatformSpec, ...]:
@@ -267,7 +271,9 @@ class _Reader:
                 )
                 result.append(PlatformSpec(str(item.get("name", subdir)), subdir, requirements))
             else:
-                raise self.fail(key, f"cannot read platform {item!r}", 'use "linux-64" or { platform = "linux-64", cuda = "12" }')
+                raise self.fail(
+                    key, f"cannot read platform {item!r}", 'use "linux-64" or { platform = "linux-64", cuda = "12" }'
+                )
         names = [p.name for p in result]
         if len(set(names)) != len(names):
             raise self.fail(key, "a platform name is listed twice", "give each platform table its own name")
@@ -304,7 +310,10 @@ class _Reader:
 
     def feature(self, name: str, table: dict[str, Any], prefix: str) -> Feature:
         targets = {
-            target: self.dependencies(self.table_of(body, f"{prefix}target.{target}").get("dependencies", {}), f"{prefix}target.{target}.dependencies")
+            target: self.dependencies(
+                self.table_of(body, f"{prefix}target.{target}").get("dependencies", {}),
+                f"{prefix}target.{target}.dependencies",
+            )
             for target, body in self.table(table, "target").items()
         }
         platforms = table.get("platforms")
@@ -318,7 +327,9 @@ class _Reader:
             pypi_dependencies=self.table(table, "pypi-dependencies"),
             channels=channels,
             platforms=tuple(platforms) if platforms is not None else None,
-            system_requirements=self.system_requirements(table.get("system-requirements", {}), f"{prefix}system-requirements"),
+            system_requirements=self.system_requirements(
+                table.get("system-requirements", {}), f"{prefix}system-requirements"
+            ),
         )
 
     def environments(self, table: dict[str, Any], features: dict[str, Feature]) -> dict[str, EnvironmentSpec]:

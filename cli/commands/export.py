@@ -1,9 +1,47 @@
-"""`export` command (placeholder until its issue lands)."""
+"""`export`: derive envs/<flavor>/ (conda-lock.yml, @EXPLICIT files) from pixi.lock."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+
+from cli.exports import stale_exports, write_exports
+from cli.flavors import discover_flavors, get_flavor
+from cli.options import JsonOption, ManifestPathOption, workspace_from
+
+
+def export_command(
+    flavor: Annotated[list[str] | None, typer.Argument(help="Flavors to export (default: all).")] = None,
+    manifest_path: ManifestPathOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if an export is missing or stale; write nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<platform>.explicit from pixi.lock."""
+    workspace = workspace_from(manifest_path)
+    flavors = [get_flavor(workspace, name) for name in flavor] if flavor else discover_flavors(workspace)
+    if check:
+        problems = stale_exports(workspace)
+        if as_json:
+            typer.echo(json.dumps({"stale": problems}, indent=2))
+        else:
+            for problem in problems:
+                typer.echo(problem)
+            if not problems:
+                typer.echo("exports are up to date")
+        raise typer.Exit(1 if problems else 0)
+    written = write_exports(workspace, flavors)
+    if as_json:
+        typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))
+    else:
+        for path in written:
+            typer.echo(f"wrote {path.relative_to(workspace.root)}")
+        if not written:
+            typer.echo("exports are up to date")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the application."""
+    app.command("export")(export_command)

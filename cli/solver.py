@@ -1,0 +1,86 @@
+"""One environment, one platform → the records that satisfy it (py-rattler's solver)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import rattler
+from rattler import Channel, Gateway, MatchSpec, RepoDataRecord, SparseRepoData, Subdir
+from rattler.exceptions import InvalidMatchSpecError, SolverError
+from rattler.networking import Client, MirrorMiddleware
+
+from cli.channels import ChannelSource, local_repodata
+from cli.errors import SolveError, UserError
+from cli.virtual_packages import virtual_packages
+from cli.workspace import PlatformSpec, ResolvedEnvironment, Workspace
+
+log = logging.getLogger(__name__)
+
+
+def match_specs(specs: dict[str, str], manifest: Path) -> list[MatchSpec]:
+    result = []
+    for name, spec in sorted(specs.items()):
+        channel, sep, version_build = spec.rpartition("::")
+        text = f"{channel}::{name} {version_build}" if sep else f"{name} {spec}"
+        try:
+            result.append(MatchSpec(text.strip(), strict=False))
+        except (InvalidMatchSpecError, ValueError) as error:
+            raise UserError(
+                f"dependency {name} = {spec!r} is not a valid spec: {error}",
+                path=manifest,
+                fix='use a conda version spec such as ">=2.1,<3" or { version = "*", build = "cuda*" }',
+            ) from error
+    return result
+
+
+def _sources(
+    sources: list[ChannelSource], subdir: str, cache_dir: Path | None
+) -> tuple[list[Channel | SparseRepoData], Gateway | None]:
+    subdirs = [subdir, "noarch"] if subdir != "noarch" else ["noarch"]
+    resolved: list[Channel | SparseRepoData] = []
+    remote_mirrors: dict[str, list[str]] = {}
+    needs_gateway = False
+    for source in sources:
+        if source.local_path is not None:
+            resolved.extend(local_repodata(source, subdirs))
+        else:
+            needs_gateway = True
+            resolved.append(Channel(source.canonical))
+            if source.location != source.canonical:
+                remote_mirrors[source.canonical.rstrip("/")] = [source.location.rstrip("/")]
+    gateway = None
+    if needs_gateway:
+        client = Client([MirrorMiddleware(remote_mirrors)]) if remote_mirrors else None
+        gateway = Gateway(cache_dir=cache_dir, client=client, show_progress=False)
+    return resolved, gateway
+
+
+def solve_platform(
+    workspace: Workspace,
+    environment: ResolvedEnvironment,
+    platform: PlatformSpec,
+    sources: list[ChannelSource],
+    locked: list[RepoDataRecord] | None = None,
+    cache_dir: Path | None = None,
+) -> list[RepoDataRecord]:
+    specs = match_specs(environment.specs_by_platform.get(platform.name, {}), workspace.manifest_path)
+    if not specs:
+        return []
+    resolved, gateway = _sources(sources, platform.subdir, cache_dir)
+    log.info("solving %s for %s (%d specs)", environment.name, platform.name, len(specs))
+    try:
+        records = asyncio.run(
+            rattler.solve(
+                resolved,
+                specs,
+                gateway=gateway,
+                platforms=[Subdir(platform.subdir), Subdir("noarch")],
+                locked_packages=locked or None,
+                virtual_packages=virtual_packages(platform),
+            )
+        )
+    except SolverError as error:
+        raise SolveError(environment.name, platform.name, str(error), path=workspace.manifest_path) from error
+    return sorted(records, key=lambda r: (str(r.name.normalized), r.url))
