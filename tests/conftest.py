@@ -37,3 +37,38 @@ def gpu_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def workspace(tmp_path: Path, gpu_channel: Path) -> Path:
     """A fresh workspace with pytorch and tensorflow flavors on the fixture channel, not yet locked."""
     return write_workspace(tmp_path / "ws", gpu_channel.as_uri())
+
+
+def lock_and_export(root: Path) -> Path:
+    """Lock and export a workspace in-process (what `python -m cli lock && python -m cli export` do)."""
+    from cli.exports import write_exports
+    from cli.locking import LockRequest, lock_workspace, write_result
+    from cli.workspace import load_workspace
+
+    workspace = load_workspace(root)
+    write_result(lock_workspace(workspace, LockRequest()))
+    write_exports(workspace)
+    return root
+
+
+@pytest.fixture(scope="session")
+def _locked_template(tmp_path_factory: pytest.TempPathFactory, gpu_channel: Path) -> Path:
+    root = write_workspace(tmp_path_factory.mktemp("locked") / "ws", gpu_channel.as_uri())
+    return lock_and_export(root)
+
+
+@pytest.fixture()
+def locked_workspace(tmp_path: Path, _locked_template: Path) -> Path:
+    """A workspace already locked (pixi.lock) and exported (envs/), in its own folder so a test may change it."""
+    import shutil
+
+    target = tmp_path / "locked-ws"
+    shutil.copytree(_locked_template, target)
+    return target
+
+
+@pytest.fixture()
+def cuda_override(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Pretend this GPU-less machine has a CUDA 12.4 driver, as a user would with CONDA_OVERRIDE_CUDA."""
+    monkeypatch.setenv("CONDA_OVERRIDE_CUDA", "12.4")
+    return "12.4"
