@@ -1,0 +1,49 @@
+"""The committed pixi.lock and envs/ are exactly what the lock engine gives on the conda-forge subset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rattler import LockFile
+
+from tests.support.cli import REPO_ROOT, run_cli
+
+SUBSET = REPO_ROOT / "tests" / "data" / "channels" / "conda-forge"
+
+
+def test_committed_lock_is_reproducible_from_the_subset() -> None:
+    result = run_cli(
+        "lock",
+        "--check",
+        "-e",
+        "pytorch",
+        "-e",
+        "tensorflow",
+        "--mirror",
+        f"conda-forge={SUBSET.as_uri()}",
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_committed_exports_match_the_committed_lock() -> None:
+    result = run_cli("export", "--check", cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_committed_lock_holds_gpu_builds_from_conda_forge() -> None:
+    lock = LockFile.from_path(REPO_ROOT / "pixi.lock")
+    platform = next(p for p in lock.platforms() if p.name == "linux-64")
+    for flavor, package in (("pytorch", "pytorch"), ("tensorflow", "tensorflow")):
+        env = lock.environment(flavor)
+        assert env is not None
+        records = {r.name.normalized: r for r in env.conda_repodata_records_for_platform(platform) or []}
+        assert str(records[package].build).startswith("cuda")
+        assert str(records["cuda-version"].version).startswith("12.")
+        assert all(r.url.startswith("https://conda.anaconda.org/conda-forge/") for r in records.values())
+        assert all(r.sha256 is not None for r in records.values())
+
+
+def test_subset_provenance_is_shipped() -> None:
+    assert (SUBSET.parent / "PROVENANCE.md").is_file()
+    assert Path(SUBSET / "linux-64" / "repodata.json").is_file()

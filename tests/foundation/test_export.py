@@ -1,0 +1,78 @@
+"""`cli export`: conda-lock v1 and @EXPLICIT files, derived from pixi.lock only, byte-stable."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from conda_lock.lockfile import parse_conda_lock_file
+from rattler import LockFile
+from rattler.explicit_environment import ExplicitEnvironmentSpec
+
+from tests.support.cli import run_cli
+
+
+def locked(workspace: Path, environment: str) -> dict[str, tuple[str, str, str]]:
+    lock = LockFile.from_path(workspace / "pixi.lock")
+    platform = next(p for p in lock.platforms() if p.name == "linux-64")
+    env = lock.environment(environment)
+    assert env is not None
+    return {
+        r.name.normalized: (str(r.version), r.url, r.sha256.hex() if r.sha256 else "")
+        for r in env.conda_repodata_records_for_platform(platform) or []
+    }
+
+
+def test_exports_read_back_with_conda_lock_and_rattler(workspace: Path) -> None:
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    result = run_cli("export", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    for flavor in ("pytorch", "tensorflow"):
+        expected = locked(workspace, flavor)
+        conda_lock = parse_conda_lock_file(workspace / "envs" / flavor / "conda-lock.yml")
+        assert conda_lock.metadata.platforms == ["linux-64"]
+        assert conda_lock.metadata.channels and conda_lock.metadata.content_hash["linux-64"]
+        assert {p.name: (p.version, p.url, p.hash.sha256) for p in conda_lock.package} == expected
+        assert all(p.hash.md5 and p.manager == "conda" for p in conda_lock.package)
+
+        explicit = ExplicitEnvironmentSpec.from_path(workspace / "envs" / flavor / "linux-64.explicit")
+        urls = [entry.url.split("#")[0] for entry in explicit.packages]
+        assert sorted(urls) == sorted(url for _, url, _ in expected.values())
+        # dependency order: python before anything that depends on it
+        names = [Path(url).name for url in urls]
+        python_at = next(i for i, n in enumerate(names) if n.startswith("python-"))
+        flavor_at = next(i for i, n in enumerate(names) if n.startswith(f"{flavor}-"))
+        assert python_at < flavor_at
+
+
+def test_exports_are_byte_stable_and_record_their_source(workspace: Path) -> None:
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    assert run_cli("export", cwd=workspace).returncode == 0
+    files = sorted((workspace / "envs").rglob("*"))
+    first = {p: p.read_bytes() for p in files if p.is_file()}
+    for path in first:
+        path.unlink()
+    assert run_cli("export", cwd=workspace).returncode == 0
+    assert {p: p.read_bytes() for p in first} == first
+    header = (workspace / "envs" / "pytorch" / "conda-lock.yml").read_text().splitlines()[1]
+    assert header.startswith("# pixi-lock-environment-sha256: ")
+    assert len(header.split()[-1]) == len(hashlib.sha256().hexdigest())
+
+
+def test_export_check_finds_an_edited_export_and_a_relock(workspace: Path) -> None:
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    assert run_cli("export", cwd=workspace).returncode == 0
+    assert run_cli("export", "--check", cwd=workspace).returncode == 0
+    explicit = workspace / "envs" / "tensorflow" / "linux-64.explicit"
+    explicit.write_text(explicit.read_text() + "# edited\n")
+    check = run_cli("export", "--check", cwd=workspace)
+    assert check.returncode == 1 and "linux-64.explicit: differs from pixi.lock" in check.stdout
+    assert run_cli("export", cwd=workspace).returncode == 0
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(
+        manifest.read_text().replace('version = "*", build = "cuda*" }', 'version = "2.4.*", build = "cuda*" }', 1)
+    )
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    check = run_cli("export", "--check", cwd=workspace)
+    assert check.returncode == 1 and "envs/pytorch/conda-lock.yml" in check.stdout
+    assert "envs/tensorflow" not in check.stdout  # an unrelated flavor's export stays fresh

@@ -1,0 +1,160 @@
+"""`cli lock`: real solves on the fixture channel, CUDA as declared, byte-stable output."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import rattler
+from rattler import LockFile
+
+from tests.support.cli import error_line, run_cli
+
+
+def locked_builds(lock_path: Path, environment: str, platform: str = "linux-64") -> dict[str, str]:
+    lock = LockFile.from_path(lock_path)
+    lock_platform = next(p for p in lock.platforms() if p.name == platform)
+    env = lock.environment(environment)
+    assert env is not None
+    records = env.conda_repodata_records_for_platform(lock_platform) or []
+    return {r.name.normalized: str(r.build) for r in records}
+
+
+def test_lock_picks_cuda_builds_when_platform_declares_cuda(workspace: Path) -> None:
+    result = run_cli("lock", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    pytorch = locked_builds(workspace / "pixi.lock", "pytorch")
+    assert pytorch["pytorch"].startswith("cuda124")
+    assert pytorch["torchvision"].startswith("cuda124")
+    assert "cuda-version" in pytorch and "cudnn" in pytorch
+    tensorflow = locked_builds(workspace / "pixi.lock", "tensorflow")
+    assert tensorflow["tensorflow"].startswith("cuda120")
+    # pixi lock format 7 records the assumed virtual packages per platform
+    platform = LockFile.from_path(workspace / "pixi.lock").platforms()[0]
+    assert "__cuda=12" in platform.virtual_packages
+
+
+@pytest.mark.parametrize("where", ["workspace", "feature"])
+def test_lock_reads_legacy_system_requirements_tables(workspace: Path, where: str) -> None:
+    manifest = workspace / "pixi.toml"
+    text = manifest.read_text().replace(
+        'platforms = [{ platform = "linux-64", cuda = "12" }]', 'platforms = ["linux-64"]'
+    )
+    if where == "workspace":
+        text = text.replace(
+            "[feature.cuda.dependencies]", '[system-requirements]\ncuda = "12"\n\n[feature.cuda.dependencies]'
+        )
+    else:
+        text = text.replace(
+            "[feature.cuda.dependencies]",
+            '[feature.cuda.system-requirements]\ncuda = "12"\n\n[feature.cuda.dependencies]',
+        )
+    manifest.write_text(text)
+    result = run_cli("lock", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert locked_builds(workspace / "pixi.lock", "pytorch")["pytorch"].startswith("cuda")
+
+
+def test_lock_without_cuda_fails_clearly_when_a_cuda_build_is_required(workspace: Path) -> None:
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(manifest.read_text().replace('[{ platform = "linux-64", cuda = "12" }]', '["linux-64"]'))
+    result = run_cli("lock", cwd=workspace)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert str(manifest) in line and "cannot solve environment 'pytorch' for linux-64" in line
+    assert "__cuda" in result.stderr  # the solver's own explanation follows the error line
+    assert not (workspace / "pixi.lock").exists()
+
+
+def test_lock_without_cuda_falls_back_to_cpu_only_when_allowed(workspace: Path) -> None:
+    manifest = workspace / "pixi.toml"
+    text = manifest.read_text().replace('[{ platform = "linux-64", cuda = "12" }]', '["linux-64"]')
+    text = text.replace('pytorch = { version = "*", build = "cuda*" }', 'pytorch = "*"')
+    text = text.replace('tensorflow = { version = "*", build = "cuda*" }', 'tensorflow = "*"')
+    manifest.write_text(text.replace('cuda-version = "12.*"\n', ""))
+    result = run_cli("lock", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert locked_builds(workspace / "pixi.lock", "pytorch")["pytorch"].startswith("cpu_")
+
+
+def test_gpu_variant_guard_refuses_a_cpu_build_in_a_cuda_environment(workspace: Path) -> None:
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(manifest.read_text().replace('build = "cuda*"', 'build = "cpu*"', 1))
+    result = run_cli("lock", cwd=workspace)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "declares CUDA" in line and "pytorch 2.5.0 cpu_mkl_py312_h1_0" in line
+    assert not (workspace / "pixi.lock").exists()
+
+
+def test_lock_twice_is_byte_identical_and_check_follows_the_manifest(workspace: Path) -> None:
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    first = (workspace / "pixi.lock").read_bytes()
+    (workspace / "pixi.lock").unlink()
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    assert (workspace / "pixi.lock").read_bytes() == first
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    assert (workspace / "pixi.lock").read_bytes() == first
+
+    check = run_cli("lock", "--check", cwd=workspace)
+    assert check.returncode == 0, check.stderr
+
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(manifest.read_text().replace('uv = "*"', 'uv = "*"\npytest = "*"'))
+    check = run_cli("lock", "--check", "--json", cwd=workspace)
+    assert check.returncode == 1
+    assert '"changed": true' in check.stdout
+    assert (workspace / "pixi.lock").read_bytes() == first  # --check writes nothing
+
+
+def test_lock_keeps_the_locked_version_until_asked_to_update(workspace: Path, gpu_channel: Path) -> None:
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(
+        manifest.read_text()
+        .replace('build = "cuda*" }', 'build = "cuda*" }\n', 1)
+        .replace('pytorch = { version = "*"', 'pytorch = { version = "2.4.*"', 1)
+    )
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    manifest.write_text(manifest.read_text().replace('version = "2.4.*"', 'version = "*"'))
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    lock_text = (workspace / "pixi.lock").read_text()
+    assert "pytorch-2.4.0-cuda124" in lock_text  # still satisfied: kept, as pixi does
+    assert run_cli("lock", "--update", cwd=workspace).returncode == 0
+    assert "pytorch-2.5.0-cuda124" in (workspace / "pixi.lock").read_text()
+
+
+def test_lock_one_environment_keeps_the_others(workspace: Path) -> None:
+    assert run_cli("lock", "--environment", "pytorch", cwd=workspace).returncode == 0
+    lock = LockFile.from_path(workspace / "pixi.lock")
+    assert [name for name, _ in lock.environments()] == ["pytorch"]
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    before = locked_builds(workspace / "pixi.lock", "tensorflow")
+    assert run_cli("lock", "-e", "pytorch", "--update", cwd=workspace).returncode == 0
+    assert locked_builds(workspace / "pixi.lock", "tensorflow") == before
+
+
+def test_mirror_solves_from_a_copy_but_records_the_canonical_channel(workspace: Path, gpu_channel: Path) -> None:
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(re.sub(r'channels = \["[^"]+"\]', 'channels = ["conda-forge"]', manifest.read_text()))
+    result = run_cli("lock", "--mirror", f"conda-forge={gpu_channel.as_uri()}", "--json", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    text = (workspace / "pixi.lock").read_text()
+    assert "url: https://conda.anaconda.org/conda-forge/" in text
+    assert "conda: https://conda.anaconda.org/conda-forge/linux-64/pytorch-2.5.0-cuda124_py312_h2_300.conda" in text
+    assert gpu_channel.as_uri() not in text and str(gpu_channel) not in text
+
+
+def test_written_lock_reads_back_with_rattler(workspace: Path, gpu_channel: Path) -> None:
+    assert run_cli("lock", cwd=workspace).returncode == 0
+    lock = LockFile.from_path(workspace / "pixi.lock")
+    platform = next(p for p in lock.platforms() if p.name == "linux-64")
+    env = lock.environment("pytorch")
+    assert env is not None
+    records = env.conda_repodata_records_for_platform(platform) or []
+    on_disk = {p.name for p in (gpu_channel / "linux-64").glob("*.conda")} | {
+        p.name for p in (gpu_channel / "noarch").glob("*.conda")
+    }
+    assert records and all(r.file_name in on_disk for r in records)
+    assert all(r.sha256 is not None for r in records)
+    assert isinstance(records[0], rattler.RepoDataRecord)
