@@ -1,9 +1,44 @@
-"""`generate` command (placeholder until its issue lands)."""
+"""`generate`: write the run scripts and docker-compose.yml from flavors/<name>/metadata.yml."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+
+from cli.images.generated import stale_generated, write_generated
+from cli.options import JsonOption, ManifestPathOption, workspace_from
+
+
+def generate_command(
+    manifest_path: ManifestPathOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if a generated file is missing or stale; write nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write flavors/<name>/service.cli/run and docker-compose.yml from each flavor's metadata.yml."""
+    workspace = workspace_from(manifest_path)
+    if check:
+        problems = stale_generated(workspace)
+        if as_json:
+            typer.echo(json.dumps({"stale": problems}, indent=2))
+        else:
+            for problem in problems:
+                typer.echo(problem)
+            if not problems:
+                typer.echo("generated files are up to date")
+        raise typer.Exit(1 if problems else 0)
+    written = write_generated(workspace)
+    if as_json:
+        typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))
+        return
+    for path in written:
+        typer.echo(f"wrote {path.relative_to(workspace.root)}")
+    if not written:
+        typer.echo("generated files are up to date")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the application."""
+    app.command("generate")(generate_command)

@@ -1,0 +1,42 @@
+"""docker-compose.yml at the workspace root: one build target per image, from the same plan `cli build` runs.
+
+It holds what is fixed by the committed sources (tags, build args, io.simcore.* labels);
+the per-commit provenance labels are added by `cli build` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from cli.images import naming
+from cli.images.plan import BuildStep
+from cli.images.runscript import header
+
+
+def compose_document(steps: list[BuildStep]) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for step in steps:
+        build: dict[str, Any] = {"context": ".", "dockerfile": step.dockerfile.as_posix()}
+        if step.build_args:
+            build["args"] = dict(step.build_args)
+        if step.labels:
+            build["labels"] = dict(step.labels)
+        service: dict[str, Any] = {"image": step.image, "build": build}
+        if step.name != naming.COMMON:
+            service["depends_on"] = [previous.name for previous in steps if previous.name == naming.COMMON]
+            service["depends_on"] += [
+                s.name for s in steps if s is not step and step.flavor and s.name == f"{step.flavor}-base"
+            ]
+        services[step.name] = service
+    return {"services": services}
+
+
+def render_compose(steps: list[BuildStep], source: str) -> str:
+    lines = [
+        *header(source),
+        "# Build order: common first (`docker compose build common`), then a flavor; or `python -m cli build`.",
+    ]
+    body = yaml.safe_dump(compose_document(steps), sort_keys=False, width=1_000_000, allow_unicode=True)
+    return "\n".join(lines) + "\n" + body

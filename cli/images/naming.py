@@ -1,0 +1,40 @@
+"""Where things are and what images are called: Dockerfiles, generated files, image references."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cli.flavors import Flavor
+from cli.workspace import Workspace
+
+COMMON = "common"
+ALL = "all"
+COMMON_DOCKERFILE = Path("common/Dockerfile")
+FLAVOR_DOCKERFILE = Path("flavors/Dockerfile")
+# A flavor that truly differs may add flavors/<name>/Dockerfile, built FROM the generic flavor image.
+FRAGMENT_NAME = "Dockerfile"
+RUN_SCRIPT = Path("service.cli/run")
+COMPOSE_FILE = Path("docker-compose.yml")
+DEFAULT_BASE_IMAGE = "ubuntu:24.04"
+# Inside the image (kept in step with common/Dockerfile and flavors/Dockerfile).
+ENV_PREFIX_ROOT = "/opt/conda/envs"
+
+
+def run_script_path(flavor: Flavor) -> Path:
+    return flavor.folder / RUN_SCRIPT
+
+
+def fragment_path(flavor: Flavor) -> Path | None:
+    path = flavor.folder / FRAGMENT_NAME
+    return path if path.is_file() else None
+
+
+def common_image(workspace: Workspace) -> str:
+    """`<workspace name>/common:<workspace version>`: local only, never under simcore/services/ (not a service)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", workspace.name.lower()).strip("-._") or "runners"
+    return f"{name}/{COMMON}:{workspace.version or 'latest'}"
+
+
+def with_registry(image: str, registry: str | None) -> str:
+    return f"{registry.rstrip('/')}/{image}" if registry else image

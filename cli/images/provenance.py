@@ -1,0 +1,139 @@
+"""Provenance labels: any image traced back to the commit, the lock and the export it was built from.
+
+`org.opencontainers.image.*` (revision, created, source, version, title) follow the OCI
+image-spec annotations; `io.osparc.runner.*` name the flavor, the sha256 of its export,
+the CUDA version of its lock with the minimum driver, and the lock format version.
+`created` is the commit time of pixi.lock, so rebuilding the same commit gives the same labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+OCI = "org.opencontainers.image."
+PREFIX = "io.osparc.runner."
+FLAVOR_LABEL = f"{PREFIX}flavor"
+EXPORT_SHA256_LABEL = f"{PREFIX}export.sha256"
+EXPLICIT_SHA256_LABEL = f"{PREFIX}explicit.sha256"
+LOCK_SHA256_LABEL = f"{PREFIX}lock.sha256"
+LOCK_FORMAT_LABEL = f"{PREFIX}lock.format-version"
+CUDA_VERSION_LABEL = f"{PREFIX}cuda.version"
+DRIVER_LABEL = f"{PREFIX}cuda.driver.minimum"
+COMPATIBLE_DRIVER_LABEL = f"{PREFIX}cuda.driver.minimum-compatible"
+UNKNOWN = "unknown"
+# What an image is built from: a change here that is not committed makes the revision "-dirty".
+BUILD_INPUTS = ("pixi.toml", "pixi.lock", "envs", "flavors", "common", "runner")
+EXPLICIT_PLATFORM = "linux-64"
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    revision: str
+    created: str
+    epoch: int
+    source: str
+
+
+@dataclass(frozen=True)
+class FlavorFacts:
+    flavor: str
+    export_sha256: str
+    explicit_sha256: str | None
+    lock_sha256: str
+    lock_format_version: int
+    cuda_version: str | None
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _without_credentials(url: str) -> str:
+    """`https://user:token@host/repo.git` -> `https://host/repo.git`: a label must never carry a secret."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
+def source_facts(workspace: Workspace) -> SourceFacts:
+    root = workspace.root
+    revision = _git(root, "rev-parse", "HEAD")
+    if revision and _git(root, "status", "--porcelain", "--", *BUILD_INPUTS):
+        revision += "-dirty"
+    committed = _git(root, "log", "-1", "--format=%ct", "--", workspace.lock_path.name)
+    if committed:
+        epoch = int(committed)
+    elif workspace.lock_path.exists():
+        log.warning("%s is not committed: 'created' is its modification time", workspace.lock_path)
+        epoch = int(workspace.lock_path.stat().st_mtime)
+    else:
+        epoch = 0
+    remote = _git(root, "config", "--get", "remote.origin.url")
+    return SourceFacts(
+        revision=revision or UNKNOWN,
+        created=datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        epoch=epoch,
+        source=_without_credentials(remote) if remote else UNKNOWN,
+    )
+
+
+def oci_labels(facts: SourceFacts, title: str | None = None, version: str | None = None) -> dict[str, str]:
+    labels = {f"{OCI}revision": facts.revision, f"{OCI}created": facts.created, f"{OCI}source": facts.source}
+    if title:
+        labels[f"{OCI}title"] = title
+    if version:
+        labels[f"{OCI}version"] = version
+    return labels
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def flavor_facts(workspace: Workspace, flavor: str) -> FlavorFacts:
+    """Read the lock and the flavor's export (both must exist: the build checks freshness first)."""
+    from cli.exports import export_paths
+    from cli.lockfile import lock_format_version, locked_records
+
+    paths = export_paths(workspace, flavor)
+    explicit = paths.explicit.get(EXPLICIT_PLATFORM)
+    cuda = [r for r in locked_records(workspace, flavor, EXPLICIT_PLATFORM) if r.name.normalized == "cuda-version"]
+    return FlavorFacts(
+        flavor=flavor,
+        export_sha256=sha256_file(paths.conda_lock),
+        explicit_sha256=sha256_file(explicit) if explicit and explicit.is_file() else None,
+        lock_sha256=sha256_file(workspace.lock_path),
+        lock_format_version=lock_format_version(workspace.lock_path),
+        cuda_version=str(cuda[0].version) if cuda else None,
+    )
+
+
+def flavor_labels(facts: FlavorFacts) -> dict[str, str]:
+    from cli.cuda import driver_requirement
+
+    labels = {
+        FLAVOR_LABEL: facts.flavor,
+        EXPORT_SHA256_LABEL: facts.export_sha256,
+        LOCK_SHA256_LABEL: facts.lock_sha256,
+        LOCK_FORMAT_LABEL: str(facts.lock_format_version),
+    }
+    if facts.explicit_sha256:
+        labels[EXPLICIT_SHA256_LABEL] = facts.explicit_sha256
+    if facts.cuda_version:
+        requirement = driver_requirement(facts.cuda_version)
+        labels[CUDA_VERSION_LABEL] = facts.cuda_version
+        labels[DRIVER_LABEL] = requirement.toolkit_driver or UNKNOWN
+        labels[COMPATIBLE_DRIVER_LABEL] = requirement.compatible_driver or UNKNOWN
+    return labels
