@@ -1,9 +1,111 @@
-"""`build` command (placeholder until its issue lands)."""
+"""`build`: the common image, then flavor images, tagged `simcore/services/comp/<service>:<version>`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from cli.errors import UserError
+from cli.flavors import get_flavor
+from cli.images import naming
+from cli.images.execute import Job, log_path_for, require_engine, run_jobs
+from cli.images.freshness import check_fresh
+from cli.images.generated import flavor_specs
+from cli.images.plan import BuildStep, Engine, FlavorSpec, as_text, build_command, build_facts, plan_builds
+from cli.images.plan import push_commands as plan_push_commands
+from cli.options import JsonOption, ManifestPathOption, workspace_from
+from cli.workspace import Workspace
+
+
+def select_flavors(workspace: Workspace, target: str) -> list[FlavorSpec]:
+    specs = flavor_specs(workspace)
+    if target == naming.COMMON:
+        return []
+    if target == naming.ALL:
+        return specs
+    name = get_flavor(workspace, target).name
+    return [spec for spec in specs if spec.name == name]
+
+
+def check_registry(registry: str | None) -> str | None:
+    if registry is None:
+        return None
+    cleaned = registry.strip().rstrip("/")
+    if not cleaned or "://" in cleaned or " " in cleaned:
+        raise UserError(
+            f"--push {registry!r} is not a registry host", fix="give host[:port][/path], e.g. registry.example.org:5000"
+        )
+    return cleaned
+
+
+def step_json(step: BuildStep, command: list[str]) -> dict[str, object]:
+    return {
+        "name": step.name,
+        "image": step.image,
+        "tags": list(step.tags),
+        "dockerfile": step.dockerfile.as_posix(),
+        "build_args": step.build_args,
+        "labels": step.labels,
+        "command": command,
+    }
+
+
+def build_images(
+    target: Annotated[str, typer.Argument(metavar="FLAVOR|all|common", help="A flavor, all flavors, or common alone.")],
+    manifest_path: ManifestPathOption = None,
+    engine: Annotated[Engine, typer.Option("--engine", help="The container engine to call.")] = Engine.docker,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print each engine command, run none.")] = False,
+    push: Annotated[
+        str | None, typer.Option("--push", metavar="REGISTRY", help="Also tag the flavor images for REGISTRY and push.")
+    ] = None,
+    base_image: Annotated[
+        str, typer.Option("--base-image", help="BASE_IMAGE of the common image.")
+    ] = naming.DEFAULT_BASE_IMAGE,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="Where to save the build log (default: build/logs/).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the common image, then the flavor(s); refuses while pixi.lock, the exports or generated files are stale."""
+    workspace = workspace_from(manifest_path)
+    registry = check_registry(push)
+    specs = select_flavors(workspace, target)
+    check_fresh(workspace, specs)
+    steps = plan_builds(workspace, specs, base_image=base_image, registry=registry, facts=build_facts(workspace, specs))
+    builds = [build_command(step, engine, workspace.root) for step in steps]
+    pushes = plan_push_commands(steps, engine)
+    if dry_run:
+        if as_json:
+            document = {
+                "steps": [step_json(s, c) for s, c in zip(steps, builds, strict=True)],
+                "push": pushes,
+            }
+            typer.echo(json.dumps(document, indent=2))
+        else:
+            for command in builds + pushes:
+                typer.echo(as_text(command))
+        return
+    require_engine(engine.value)
+    jobs = [Job(f"build {step.name}", command) for step, command in zip(steps, builds, strict=True)]
+    jobs += [Job(f"push {command[-1]}", command) for command in pushes]
+    log_path = log_path_for(workspace.root, target, log_dir)
+    run_jobs(jobs, log_path, workspace.root)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"images": [s.image for s in steps], "pushed": [c[-1] for c in pushes], "log": str(log_path)}, indent=2
+            )
+        )
+    else:
+        for step in steps:
+            typer.echo(f"built {step.image}")
+        for command in pushes:
+            typer.echo(f"pushed {command[-1]}")
+        typer.echo(f"log: {log_path}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the application."""
+    app.command("build")(build_images)
