@@ -8,7 +8,7 @@ from pathlib import Path
 
 import rattler
 from rattler import Channel, Gateway, MatchSpec, RepoDataRecord, SparseRepoData, Subdir
-from rattler.exceptions import InvalidMatchSpecError, SolverError
+from rattler.exceptions import GatewayError, InvalidMatchSpecError, SolverError
 from rattler.networking import Client, MirrorMiddleware
 
 from cli.channels import ChannelSource, local_repodata
@@ -83,4 +83,12 @@ def solve_platform(
         )
     except SolverError as error:
         raise SolveError(environment.name, platform.name, str(error), path=workspace.manifest_path) from error
+    except GatewayError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        channels = ", ".join(source.location for source in sources)
+        raise UserError(
+            f"cannot read repodata of {channels} for environment '{environment.name}': {reason}",
+            path=workspace.manifest_path,
+            fix="check the network, or solve from a local copy with --mirror NAME=URL",
+        ) from error
     return sorted(records, key=lambda r: (str(r.name.normalized), r.url))

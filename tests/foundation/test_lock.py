@@ -158,3 +158,49 @@ def test_written_lock_reads_back_with_rattler(workspace: Path, gpu_channel: Path
     assert records and all(r.file_name in on_disk for r in records)
     assert all(r.sha256 is not None for r in records)
     assert isinstance(records[0], rattler.RepoDataRecord)
+
+
+def test_feature_channels_come_first_and_win_under_strict_priority(workspace: Path, tmp_path: Path) -> None:
+    from tests.support.channel import FakePackage, build_channel
+
+    extra = build_channel(
+        tmp_path / "nightly",
+        [
+            FakePackage(
+                "pytorch",
+                "2.6.0",
+                "cuda124_py312_h9_300",
+                build_number=300,
+                depends=["python >=3.12,<3.13", "numpy >=1.23", "__cuda", "cuda-version >=12.4,<13"],
+            )
+        ],
+    )
+    manifest = workspace / "pixi.toml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            "[feature.pytorch.dependencies]",
+            f'[feature.pytorch]\nchannels = ["{extra.as_uri()}"]\n\n[feature.pytorch.dependencies]',
+        )
+    )
+    result = run_cli("lock", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    lock = LockFile.from_path(workspace / "pixi.lock")
+    pytorch_env = lock.environment("pytorch")
+    tensorflow_env = lock.environment("tensorflow")
+    assert pytorch_env is not None and tensorflow_env is not None
+    assert str(pytorch_env.channels()[0]).rstrip("/") == extra.as_uri()
+    assert len(tensorflow_env.channels()) == 1
+    text = (workspace / "pixi.lock").read_text()
+    assert "pytorch-2.6.0-cuda124_py312_h9_300.conda" in text
+    # torchvision needs `pytorch * cuda*` and only exists in the workspace channel: still solved
+    assert "torchvision-0.20.0-cuda124" in text
+
+
+def test_pixi_engine_needs_pixi(workspace: Path) -> None:
+    import os
+
+    result = run_cli(
+        "lock", "--engine", "pixi", cwd=workspace, env={"PATH": os.path.dirname(__import__("sys").executable)}
+    )
+    assert result.returncode == 2
+    assert "pixi executable" in error_line(result)
