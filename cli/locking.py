@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class LockRequest:
     mirrors: dict[str, str] = field(default_factory=dict)
     update: bool = False
     cache_dir: Path | None = None
+    # called before each solve with (environment, platform), e.g. to drive a progress display
+    on_solve: Callable[[str, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def solve_environment(
     for platform in environment.platforms:
         previous = _existing_records(existing, environment.name, platform.name)
         if _wanted(request, environment.name, platform.name) or previous is None:
+            if request.on_solve is not None:
+                request.on_solve(environment.name, platform.name)
             records = solve_platform(
                 workspace,
                 environment,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from cli.channels import parse_mirrors
 from cli.locking import LockRequest, lock_with_pixi, lock_workspace, write_result
@@ -45,14 +46,17 @@ def lock_command(
     workspace = workspace_from(manifest_path)
     if engine is Engine.pixi:
         raise typer.Exit(lock_with_pixi(workspace, check))
-    request = LockRequest(
-        environments=tuple(environment or ()),
-        platforms=tuple(platform or ()),
-        mirrors=parse_mirrors(mirror),
-        update=update,
-        cache_dir=cache_dir,
-    )
-    result = lock_workspace(workspace, request)
+    console = Console(stderr=True)
+    with console.status("solving", spinner="dots") as status:
+        request = LockRequest(
+            environments=tuple(environment or ()),
+            platforms=tuple(platform or ()),
+            mirrors=parse_mirrors(mirror),
+            update=update,
+            cache_dir=cache_dir,
+            on_solve=lambda env, plat: status.update(f"solving {env} [{plat}]"),
+        )
+        result = lock_workspace(workspace, request)
     if not check:
         write_result(result)
     if as_json:
