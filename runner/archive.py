@@ -1,0 +1,87 @@
+"""Deterministic zip archives of the output folders, and safe unpacking of code archives.
+
+Same files in, same bytes out: entries sorted, timestamps fixed at 1980-01-01 (the
+earliest a zip can hold), permissions reduced to 0644/0755, so that an output's zip
+only changes when its content does (oSPARC caches by content).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+log = logging.getLogger("runner")
+
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+ZIP64_LIMIT = (1 << 31) - 1
+
+
+def zip_folder(folder: Path, archive: Path) -> tuple[int, int]:
+    """Zip `folder`'s content into `archive` (written atomically); returns (files, bytes of content)."""
+    temporary = archive.with_name(f".{archive.name}.tmp")
+    files = total = 0
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
+        for root, dirs, names in os.walk(folder):
+            dirs.sort()
+            relative_root = Path(root).relative_to(folder)
+            if relative_root != Path("."):
+                bundle.writestr(_info(relative_root.as_posix() + "/", 0o755, directory=True), b"")
+            for name in sorted(names):
+                path = Path(root, name)
+                try:
+                    mode = path.stat().st_mode
+                except OSError:
+                    log.warning("skipping %s in the output (broken link)", path)
+                    continue
+                if not stat.S_ISREG(mode):
+                    log.warning("skipping %s in the output (not a regular file)", path)
+                    continue
+                executable = bool(mode & 0o111)
+                info = _info((relative_root / name).as_posix(), 0o755 if executable else 0o644)
+                size = path.stat().st_size
+                with path.open("rb") as source, bundle.open(info, "w", force_zip64=size > ZIP64_LIMIT) as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                files += 1
+                total += size
+    os.replace(temporary, archive)
+    return files, total
+
+
+def _info(name: str, mode: int, directory: bool = False) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+    info.create_system = 3  # unix, so the permission bits below are honoured
+    info.external_attr = ((stat.S_IFDIR if directory else stat.S_IFREG) | mode) << 16
+    if directory:
+        info.external_attr |= 0x10  # MS-DOS directory flag
+    info.compress_type = zipfile.ZIP_STORED if directory else zipfile.ZIP_DEFLATED
+    return info
+
+
+class UnsafeArchive(ValueError):
+    pass
+
+
+def unpack(archive: Path, destination: Path) -> int:
+    """Extract a code archive, refusing entries that would land outside `destination`; returns the file count."""
+    count = 0
+    destination = destination.resolve()
+    with zipfile.ZipFile(archive) as bundle:
+        for info in bundle.infolist():
+            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+            if info.filename.startswith("/") or ".." in parts:
+                raise UnsafeArchive(f"entry {info.filename!r} points outside the archive")
+            if parts and parts[0] == "__MACOSX":
+                continue
+            if (info.external_attr >> 16) & 0o170000 == stat.S_IFLNK:
+                raise UnsafeArchive(f"entry {info.filename!r} is a symbolic link")
+            bundle.extract(info, destination)
+            if not info.is_dir():
+                count += 1
+                mode = (info.external_attr >> 16) & 0o777
+                if mode & 0o111:
+                    os.chmod(destination / info.filename, 0o755)
+    return count

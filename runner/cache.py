@@ -1,0 +1,221 @@
+"""The overlay cache: `<root>/overlays/<key>/` folders, their locks, and `runner cache list|prune`.
+
+An overlay folder is complete only once its marker (`overlay.json`) exists; the marker is
+written last, atomically, so a build killed half-way leaves a folder without it, which
+the next run deletes and rebuilds. Two locks per key, both `flock`s the kernel releases
+when a process dies:
+- the build lock (exclusive) lets one run build while the others with the same key wait;
+- the use lock is held shared by every run using the overlay and taken exclusively by
+  `prune`, so an overlay is never deleted under a running job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("runner")
+
+MARKER = "overlay.json"
+DEFAULT_MAX_AGE_DAYS = 30.0
+
+
+def default_cache_root(environ: Mapping[str, str]) -> Path:
+    configured = environ.get("RUNNER_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path(environ.get("HOME") or Path.home()) / ".cache"
+    return base / "osparc-runner"
+
+
+class FileLock:
+    """An flock on a lock file that survives the file being replaced by `prune`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
+        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                if shared and error.errno in (errno.EROFS, errno.EACCES):
+                    # A read-only cache (pre-built into an image) cannot be pruned or built: no lock needed to read it.
+                    return True
+                raise
+            try:
+                fcntl.flock(fd, flags)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            # `prune` may have unlinked the file between our open and flock: then lock the new one.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str
+    path: Path
+    state: str  # ready | half-built | building
+    size: int
+    created: float | None
+    last_used: float | None
+    requirements: list[str]
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.overlays = root / "overlays"
+        self.locks = root / "locks"
+
+    def ensure(self) -> None:
+        self.overlays.mkdir(parents=True, exist_ok=True)
+        self.locks.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, key: str) -> Path:
+        return self.overlays / key
+
+    def marker(self, key: str) -> Path:
+        return self.folder(key) / MARKER
+
+    def use_lock(self, key: str) -> FileLock:
+        return FileLock(self.locks / f"{key}.use")
+
+    def build_lock(self, key: str) -> FileLock:
+        return FileLock(self.locks / f"{key}.build")
+
+    def read_marker(self, key: str) -> dict[str, object] | None:
+        try:
+            data = json.loads(self.marker(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def entries(self) -> list[CacheEntry]:
+        try:
+            keys = sorted(p.name for p in self.overlays.iterdir() if p.is_dir())
+        except OSError:
+            return []
+        return [self._entry(key) for key in keys]
+
+    def _entry(self, key: str) -> CacheEntry:
+        data = self.read_marker(key)
+        if data is not None:
+            state = "ready"
+        else:
+            lock = self.build_lock(key)
+            if lock.acquire(blocking=False):
+                lock.release()
+                state = "half-built"
+            else:
+                state = "building"
+        marker = self.marker(key)
+        last_used = marker.stat().st_mtime if marker.exists() else None
+        created = data.get("created") if data else None
+        requirements = data.get("requirements") if data else None
+        return CacheEntry(
+            key=key,
+            path=self.folder(key),
+            state=state,
+            size=folder_size(self.folder(key)),
+            created=float(created) if isinstance(created, (int, float)) else None,
+            last_used=last_used,
+            requirements=[str(r) for r in requirements] if isinstance(requirements, list) else [],
+        )
+
+    def prune(
+        self, *, everything: bool = False, older_than_days: float = DEFAULT_MAX_AGE_DAYS, dry_run: bool = False
+    ) -> list[tuple[CacheEntry, str]]:
+        """Remove half-built overlays and those unused for `older_than_days` (or all with `everything`).
+
+        Overlays in use by a running job or being built are skipped.
+        """
+        removed = []
+        cutoff = time.time() - older_than_days * 86400
+        for entry in self.entries():
+            if entry.state == "building":
+                continue
+            if entry.state == "half-built":
+                reason = "half-built"
+            elif everything:
+                reason = "all"
+            elif entry.last_used is not None and entry.last_used < cutoff:
+                reason = f"unused for {(time.time() - entry.last_used) / 86400:.0f} days"
+            else:
+                continue
+            if dry_run:
+                removed.append((entry, reason))
+                continue
+            use, build = self.use_lock(entry.key), self.build_lock(entry.key)
+            if not use.acquire(blocking=False):
+                continue
+            try:
+                if not build.acquire(blocking=False):
+                    continue
+                try:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    for lock in (use, build):
+                        lock.path.unlink(missing_ok=True)
+                finally:
+                    build.release()
+            finally:
+                use.release()
+            removed.append((entry, reason))
+        return removed
+
+
+def folder_size(path: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `path` so that readers see either nothing or the whole file (the completion marker relies on it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,148 @@
+"""Running the user's script: live output, a copy in run.log, signals passed on, an optional timeout.
+
+The user's process gets its own process group, so a terminal's Ctrl-C reaches it
+exactly once (through us) and a forwarded SIGTERM also reaches whatever it started
+(data-loader workers, …). Its stdin is /dev/null: a batch job has no one to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, BinaryIO
+
+log = logging.getLogger("runner")
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    returncode: int
+    seconds: float
+    timed_out: bool
+    signals: tuple[str, ...]
+
+
+class LogTee:
+    """Copies complete lines from the user's stdout and stderr into one log file, in arrival order."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.lock = threading.Lock()
+
+    def write_lines(self, data: bytes) -> None:
+        with self.lock:
+            self.handle.write(data)
+            self.handle.flush()
+
+
+def _pump(source: BinaryIO, sink: BinaryIO, tee: LogTee | None) -> None:
+    """Forward each chunk as it arrives (progress bars stay live); the log gets whole lines."""
+    pending = b""
+    fd = source.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        try:
+            sink.write(chunk)
+            sink.flush()
+        except (OSError, ValueError):
+            pass  # our own stdout closed: keep draining so the user's process does not block
+        if tee is not None:
+            pending += chunk
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                tee.write_lines(pending[:cut])
+                pending = pending[cut:]
+    if tee is not None and pending:
+        tee.write_lines(pending + b"\n")
+    source.close()
+
+
+def execute(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_file: Path | None,
+    timeout: float | None = None,
+    kill_grace: float = 10.0,
+) -> Outcome:
+    """Run `command`; return its exit status as a shell would report it (128+N when killed by signal N)."""
+    started = time.monotonic()
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **group,
+    )
+    received: list[str] = []
+
+    def forward(number: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(number).name)
+        log.warning("received %s: passing it on to the script", signal.Signals(number).name)
+        _signal_group(process, number)
+
+    previous = {number: signal.signal(number, forward) for number in FORWARDED}
+    handle = log_file.open("ab") if log_file is not None else None
+    tee = LogTee(handle) if handle is not None else None
+    assert process.stdout is not None and process.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(process.stdout, sys.stdout.buffer, tee), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, sys.stderr.buffer, tee), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    timed_out = False
+    try:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            log.error("timeout: the script ran longer than RUNNER_TIMEOUT=%gs; stopping it", timeout)
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=kill_grace)
+            except subprocess.TimeoutExpired:
+                log.error("the script ignored SIGTERM for %gs: killing it", kill_grace)
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+        for pump in pumps:
+            # A grandchild holding the pipes open must not keep us waiting for ever.
+            pump.join(timeout=5)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if handle is not None:
+            handle.close()
+    returncode = process.returncode
+    exit_code = 128 - returncode if returncode < 0 else returncode
+    return Outcome(exit_code, returncode, time.monotonic() - started, timed_out, tuple(received))
+
+
+def _signal_group(process: subprocess.Popen[Any], number: int) -> None:
+    try:
+        os.killpg(process.pid, number)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        process.send_signal(number)

@@ -1,0 +1,514 @@
+"""The requirements overlay: a cached venv layered over the locked base, built with uv.
+
+The overlay venv is created without `--system-site-packages`: for a base that is itself
+a venv (as in tests and `cli run --python .venv/bin/python`), that flag would expose the
+venv's *base interpreter's* site-packages, not the venv's. Instead a `.pth` file in the
+overlay calls `site.addsitedir` on exactly the base's site folders (processing their own
+`.pth` files too), after the overlay's own site-packages. The same works for a conda
+prefix, where the base's site folder is the prefix's.
+
+uv resolves with the base's distributions excluded (`--excludes`) and pinned (`-c`), so
+nothing from the base is reinstalled; a requirement that the base cannot satisfy is
+caught by the runner's own comparison before anything is installed (top level) or by
+reading the installed overlay's metadata (transitive), and refused unless the policy is
+`override`. Resolution (`uv pip compile --generate-hashes`) and installation (`uv pip
+sync`) are separate steps so that the exact set, with hashes, is known before anything
+is installed: the duplicate-CUDA guard looks at it, and the run summary records it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import cuda
+from runner.base import BaseEnvironment
+from runner.cache import MARKER, Cache, FileLock, write_atomically
+from runner.errors import BadInput, OverlayError
+from runner.requirements import InvalidRequirement, Requirement, RequirementSet, canonical_name, parse_requirement
+from runner.uv import Uv, summarize
+
+log = logging.getLogger("runner")
+
+FORMAT = 1
+PROTECT = "protect"
+OVERRIDE = "override"
+POLICIES = (PROTECT, OVERRIDE)
+PTH_NAME = "_osparc_runner_base.pth"
+MAX_SHADOW_ROUNDS = 3
+
+CONFLICT_FIX = (
+    "relax or remove that line so the locked version is accepted; "
+    "or set RUNNER_OVERLAY_POLICY=override to let the overlay shadow the base, at your own risk"
+)
+
+
+def policy_from(environ: Mapping[str, str], given: str | None = None) -> str:
+    policy = (given or environ.get("RUNNER_OVERLAY_POLICY") or PROTECT).strip().lower()
+    if policy not in POLICIES:
+        raise BadInput(f"unknown RUNNER_OVERLAY_POLICY {policy!r}", f"use one of: {', '.join(POLICIES)}")
+    return policy
+
+
+@dataclass(frozen=True)
+class Conflict:
+    requirement: str
+    package: str
+    locked: str
+    where: str = ""
+    needed_by: str = ""
+
+    def describe(self) -> str:
+        who = f"{self.where}: " if self.where else ""
+        via = f" (needed by {self.needed_by})" if self.needed_by else ""
+        return (
+            f"{who}'{self.requirement}'{via} conflicts with the locked base: "
+            f"{self.package} {self.locked} is installed by the flavor"
+        )
+
+
+@dataclass
+class Plan:
+    """What the overlay must add, decided from requirements.txt and the base before any uv call."""
+
+    requirements: RequirementSet
+    policy: str
+    satisfied: dict[str, str] = field(default_factory=dict)  # base packages the file names and the base satisfies
+    conflicts: list[Conflict] = field(default_factory=list)
+    needed: bool = False
+
+    @property
+    def shadowed(self) -> frozenset[str]:
+        return frozenset(canonical_name(c.package) for c in self.conflicts) if self.policy == OVERRIDE else frozenset()
+
+
+@dataclass
+class Overlay:
+    key: str
+    folder: Path
+    python: Path
+    venv: Path
+    packages: list[dict[str, object]]
+    shadowed: list[str]
+    reused: bool
+    seconds: float
+    lock_text: str
+    use_lock: FileLock | None = None
+
+    def release(self) -> None:
+        if self.use_lock is not None:
+            self.use_lock.release()
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "path": str(self.folder),
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "shadowed": self.shadowed,
+            "packages": self.packages,
+        }
+
+
+def plan(requirements: RequirementSet, base: BaseEnvironment, policy: str) -> Plan:
+    """Compare each top-level requirement with the base: satisfied, in conflict, or for the overlay."""
+    result = Plan(requirements, policy)
+    if requirements.direct:
+        result.needed = True
+    for requirement in requirements.requirements:
+        if not requirement.applies():
+            log.info("%s: '%s' does not apply here (marker), skipped", requirement.where, requirement)
+            continue
+        installed = base.distributions.get(requirement.key)
+        if installed is None:
+            result.needed = True
+            continue
+        satisfied = requirement.satisfied_by(installed.version)
+        if satisfied is False or (satisfied is None and requirement.url is not None):
+            result.conflicts.append(Conflict(str(requirement), installed.name, installed.version, requirement.where))
+            continue
+        result.satisfied[requirement.key] = installed.version
+        if requirement.extras:
+            log.warning(
+                "%s: %s %s comes from the base; its extras [%s] are not added by the overlay",
+                requirement.where, installed.name, installed.version, ",".join(requirement.extras),
+            )  # fmt: skip
+    if result.conflicts:
+        if policy == PROTECT:
+            raise OverlayError("; ".join(c.describe() for c in result.conflicts), CONFLICT_FIX)
+        result.needed = True
+        for conflict in result.conflicts:
+            log.warning(
+                "RUNNER_OVERLAY_POLICY=override: '%s' will shadow the base's %s %s (the locked stack may break)",
+                conflict.requirement, conflict.package, conflict.locked,
+            )  # fmt: skip
+    duplicates = cuda.requested_duplicates(requirements.requirements, base)
+    if duplicates:
+        _refuse_or_warn(duplicates, policy)
+    return result
+
+
+def _refuse_or_warn(duplicates: list[cuda.Duplicate], policy: str) -> None:
+    text = "; ".join(d.describe() for d in duplicates)
+    if policy == PROTECT:
+        raise OverlayError(f"CUDA from pip on top of CUDA from conda: {text}", cuda.GUARD_FIX)
+    log.warning("RUNNER_OVERLAY_POLICY=override: installing duplicate CUDA libraries: %s", text)
+
+
+def overlay_key(requirements: RequirementSet, base: BaseEnvironment, policy: str) -> str:
+    material = {
+        "format": FORMAT,
+        "requirements": requirements.normalized(),
+        "base": base.fingerprint,
+        "python": f"{base.implementation}-{base.version}",
+        "policy": policy,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def ensure_overlay(
+    the_plan: Plan,
+    base: BaseEnvironment,
+    cache: Cache,
+    make_uv: Callable[[Path | None], Uv],
+) -> Overlay:
+    """The overlay for this plan: reused if complete, else built once under the build lock."""
+    started = time.monotonic()
+    key = overlay_key(the_plan.requirements, base, the_plan.policy)
+    cache.ensure()
+    use = cache.use_lock(key)
+    use.acquire(shared=True)
+    try:
+        overlay = _reuse(cache, key, started)
+        if overlay is None:
+            build = cache.build_lock(key)
+            if not build.acquire(blocking=False):
+                log.info("waiting for another run to finish building overlay %s", key)
+                build.acquire()
+            try:
+                overlay = _reuse(cache, key, started)
+                if overlay is None:
+                    overlay = _build(the_plan, base, cache, key, make_uv, started)
+            finally:
+                build.release()
+    except BaseException:
+        use.release()
+        raise
+    overlay.use_lock = use
+    return overlay
+
+
+def _reuse(cache: Cache, key: str, started: float) -> Overlay | None:
+    data = cache.read_marker(key)
+    folder = cache.folder(key)
+    python = folder / "venv" / "bin" / "python"
+    if data is None or not python.exists():
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(cache.marker(key))  # last use, for `cache prune`
+    packages = data.get("packages")
+    shadowed = data.get("shadowed")
+    overlay = Overlay(
+        key=key,
+        folder=folder,
+        python=python,
+        venv=folder / "venv",
+        packages=packages if isinstance(packages, list) else [],
+        shadowed=shadowed if isinstance(shadowed, list) else [],
+        reused=True,
+        seconds=time.monotonic() - started,
+        lock_text=(folder / "requirements.lock.txt").read_text(encoding="utf-8")
+        if (folder / "requirements.lock.txt").exists()
+        else "",
+    )
+    log.info("overlay %s reused (%d packages)", key, len(overlay.packages))
+    return overlay
+
+
+def _build(
+    the_plan: Plan,
+    base: BaseEnvironment,
+    cache: Cache,
+    key: str,
+    make_uv: Callable[[Path | None], Uv],
+    started: float,
+) -> Overlay:
+    folder = cache.folder(key)
+    if folder.exists():
+        log.warning("overlay %s is half-built (an earlier build was interrupted): rebuilding it", key)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    log.info("building overlay %s", key)
+    uv = make_uv(folder / "uv.log")
+    requirements = the_plan.requirements
+    shadowed = set(the_plan.shadowed)
+    extra_lines: list[str] = []
+    try:
+        for _round in range(MAX_SHADOW_ROUNDS):
+            packages, lock_text = _resolve(the_plan, base, folder, uv, frozenset(shadowed), extra_lines)
+            venv = folder / "venv"
+            if not venv.exists():
+                uv.run(["venv", str(venv), "--python", str(base.python), "--no-project", "--quiet"], cwd=folder)
+                _link_base(venv, base)
+            if packages:
+                uv.run(["pip", "sync", str(folder / "requirements.lock.txt"), "--python", str(venv / "bin" / "python"),
+                        *requirements.source_args()], cwd=folder)  # fmt: skip
+            conflicts = transitive_conflicts(_site_packages(venv), base, requirements.requirements, frozenset(shadowed))
+            if not conflicts:
+                break
+            if the_plan.policy == PROTECT:
+                raise OverlayError("; ".join(c.describe() for c in conflicts), CONFLICT_FIX)
+            for conflict in conflicts:
+                log.warning(
+                    "RUNNER_OVERLAY_POLICY=override: %s needs '%s'; the overlay will shadow the base's %s %s",
+                    conflict.needed_by, conflict.requirement, conflict.package, conflict.locked,
+                )  # fmt: skip
+                shadowed.add(canonical_name(conflict.package))
+                extra_lines.append(conflict.requirement)
+        else:
+            raise OverlayError(
+                "the overlay still conflicts with the base after shadowing",
+                "pin compatible versions in requirements.txt",
+            )
+        installed = _installed(_site_packages(venv))
+        recorded = _record(packages, installed)
+        seconds = time.monotonic() - started
+        marker = {
+            "format": FORMAT,
+            "key": key,
+            "created": time.time(),
+            "seconds": round(seconds, 3),
+            "python": str(base.python),
+            "base_fingerprint": base.fingerprint,
+            "policy": the_plan.policy,
+            "requirements": requirements.requirements_in().splitlines(),
+            "shadowed": sorted(shadowed),
+            "packages": recorded,
+        }
+        # Written last: its presence is what makes the overlay usable (see cache.py).
+        write_atomically(folder / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    except BaseException:
+        # Remove what we can; a folder left behind has no marker and is rebuilt by the next run.
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    names = ", ".join(f"{p['name']} {p['version']}" for p in recorded)
+    log.info("overlay %s built in %.1f s: %s", key, seconds, names or "nothing to add")
+    return Overlay(key, folder, venv / "bin" / "python", venv, recorded, sorted(shadowed), False, seconds, lock_text)
+
+
+def _resolve(
+    the_plan: Plan,
+    base: BaseEnvironment,
+    folder: Path,
+    uv: Uv,
+    shadowed: frozenset[str],
+    extra_lines: list[str],
+) -> tuple[list[LockedPackage], str]:
+    requirements = the_plan.requirements
+    skip = frozenset(the_plan.satisfied) - shadowed
+    text = requirements.requirements_in(skip) + "".join(line + "\n" for line in extra_lines)
+    (folder / "requirements.in").write_text(text, encoding="utf-8")
+    pins = "".join(
+        line + "\n" for line in base.pins().splitlines() if canonical_name(line.split("==")[0]) not in shadowed
+    )
+    (folder / "base-pins.txt").write_text(pins, encoding="utf-8")
+    (folder / "base-names.txt").write_text(base.names(keep=shadowed), encoding="utf-8")
+    args = [
+        "pip", "compile", "requirements.in", "--output-file", "requirements.lock.txt", "--generate-hashes",
+        "--no-header", "--python", str(base.python), "-c", "base-pins.txt", "--excludes", "base-names.txt",
+    ]  # fmt: skip
+    if requirements.constraints:
+        (folder / "user-constraints.txt").write_text(requirements.constraints_in(), encoding="utf-8")
+        args += ["-c", "user-constraints.txt"]
+    try:
+        uv.run([*args, *requirements.source_args(), "--quiet"], cwd=folder)
+    except OverlayError as error:
+        raise OverlayError(
+            f"cannot resolve {requirements.path.name}: {summarize(error.details or error.reason)}",
+            "check the package names and versions, and the index settings "
+            "(UV_INDEX_URL, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, UV_OFFLINE, --index-url/--find-links lines)",
+            details=error.details,
+        ) from None
+    lock_text = (folder / "requirements.lock.txt").read_text(encoding="utf-8")
+    packages = parse_lock(lock_text)
+    duplicates = [
+        cuda.Duplicate(p.name, p.version, duplicate, ", ".join(p.via))
+        for p in packages
+        if (duplicate := cuda.duplicate_of(p.name, p.version, base))
+    ]
+    if duplicates:
+        _refuse_or_warn(duplicates, the_plan.policy)
+    return packages, lock_text
+
+
+def _link_base(venv: Path, base: BaseEnvironment) -> None:
+    """Make the overlay see exactly the base's site folders, after its own (see module docstring)."""
+    lines = [f"import site; site.addsitedir({folder!r})\n" for folder in base.site_dirs]
+    (_site_packages(venv) / PTH_NAME).write_text("".join(lines), encoding="utf-8")
+
+
+def _site_packages(venv: Path) -> Path:
+    return venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    url: str | None
+    hashes: tuple[str, ...]
+    via: tuple[str, ...]
+
+
+def parse_lock(text: str) -> list[LockedPackage]:
+    """Read `uv pip compile --generate-hashes` output: `name==version \\`, `--hash=` and `# via` lines."""
+    packages: list[LockedPackage] = []
+    current: dict[str, object] | None = None
+    in_via = False
+
+    def flush() -> None:
+        if current is not None:
+            packages.append(
+                LockedPackage(
+                    str(current["name"]),
+                    str(current["version"]),
+                    current["url"] if isinstance(current["url"], str) else None,
+                    tuple(current["hashes"]),  # type: ignore[arg-type]
+                    tuple(current["via"]),  # type: ignore[arg-type]
+                )
+            )
+
+    for raw in text.splitlines():
+        line = raw.strip().rstrip("\\").strip()
+        if not line:
+            continue
+        if not raw[:1].isspace() and not line.startswith("#"):
+            flush()
+            current = None
+            in_via = False
+            if line.startswith("-"):
+                continue  # -e / --index-url lines: nothing to record by name
+            name, _, rest = line.partition("==")
+            url = None
+            if not rest and " @ " in line:
+                name, _, url = line.partition(" @ ")
+            current = {"name": name.strip(), "version": rest.strip(), "url": url, "hashes": [], "via": []}
+        elif current is not None and line.startswith("--hash="):
+            current["hashes"].append(line[len("--hash=") :])  # type: ignore[attr-defined]
+        elif current is not None and line.startswith("# via"):
+            rest = line[len("# via") :].strip()
+            in_via = not rest
+            if rest:
+                current["via"].append(rest)  # type: ignore[attr-defined]
+        elif current is not None and in_via and line.startswith("#"):
+            item = line.lstrip("#").strip()
+            if item and not item.startswith(("-r ", "-c ")):
+                current["via"].append(item)  # type: ignore[attr-defined]
+    flush()
+    return packages
+
+
+@dataclass(frozen=True)
+class InstalledDistribution:
+    name: str
+    version: str
+    requires: tuple[str, ...]
+
+
+def _installed(site_packages: Path) -> dict[str, InstalledDistribution]:
+    found: dict[str, InstalledDistribution] = {}
+    if not site_packages.is_dir():
+        return found
+    for entry in sorted(site_packages.iterdir()):
+        if entry.name.endswith(".dist-info") and (entry / "METADATA").is_file():
+            dist = _read_metadata(entry / "METADATA")
+            if dist is not None:
+                found[canonical_name(dist.name)] = dist
+    return found
+
+
+def _read_metadata(path: Path) -> InstalledDistribution | None:
+    name = version = ""
+    requires = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                break  # end of the headers
+            header, _, value = line.partition(":")
+            if header == "Name":
+                name = value.strip()
+            elif header == "Version":
+                version = value.strip()
+            elif header == "Requires-Dist":
+                requires.append(value.strip())
+    return InstalledDistribution(name, version, tuple(requires)) if name else None
+
+
+def transitive_conflicts(
+    site_packages: Path,
+    base: BaseEnvironment,
+    top_level: list[Requirement],
+    shadowed: frozenset[str],
+) -> list[Conflict]:
+    """Dependencies of what the overlay installed that the base's locked versions do not satisfy.
+
+    uv never sees them (the base is excluded from its resolution), so this reads each
+    installed distribution's Requires-Dist, with the extras requested of it, and compares.
+    """
+    installed = _installed(site_packages)
+    extras: dict[str, set[str]] = {}
+    for requirement in top_level:
+        extras.setdefault(requirement.key, set()).update(canonical_name(e) for e in requirement.extras)
+    conflicts: dict[tuple[str, str], Conflict] = {}
+    changed = True
+    while changed:
+        changed = False
+        for key, dist in installed.items():
+            wanted = ("", *sorted(extras.get(key, ())))
+            for text in dist.requires:
+                try:
+                    requirement = parse_requirement(text)
+                    if not requirement.applies(wanted):
+                        continue
+                except (InvalidRequirement, ValueError):
+                    continue
+                if requirement.key in installed:
+                    new = {canonical_name(e) for e in requirement.extras} - extras.get(requirement.key, set())
+                    if new:
+                        extras.setdefault(requirement.key, set()).update(new)
+                        changed = True
+                    continue
+                locked = base.distributions.get(requirement.key)
+                if locked is None or requirement.key in shadowed:
+                    continue
+                if requirement.satisfied_by(locked.version) is False:
+                    plain = Requirement(requirement.name, requirement.extras, requirement.specifier)
+                    conflicts[(key, requirement.key)] = Conflict(
+                        str(plain), locked.name, locked.version, needed_by=f"{dist.name} {dist.version}"
+                    )
+    return list(conflicts.values())
+
+
+def _record(packages: list[LockedPackage], installed: dict[str, InstalledDistribution]) -> list[dict[str, object]]:
+    """The overlay's packages as the summary records them: name, version, hashes (sha256 of the wheel/sdist)."""
+    records = []
+    for package in packages:
+        dist = installed.get(canonical_name(package.name))
+        record: dict[str, object] = {
+            "name": dist.name if dist else package.name,
+            "version": dist.version if dist else package.version,
+            "hashes": list(package.hashes),
+        }
+        if package.url:
+            record["url"] = package.url
+        records.append(record)
+    return records

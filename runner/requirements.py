@@ -1,0 +1,434 @@
+"""requirements.txt read into plain data: PEP 508 requirements, direct references and pip-style options.
+
+The runner parses the file itself (instead of only handing it to uv) for three reasons:
+a line that does not parse is reported with its line number before anything is
+installed; a requirement can be compared with the locked base's installed version to
+explain a conflict; and the overlay's cache key is computed from a normalised form, so
+reordering lines or editing comments does not rebuild an overlay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import BadInput
+from runner.markers import InvalidMarker, default_environment, parse_marker
+from runner.pep440 import InvalidSpecifier, InvalidVersion, SpecifierSet, Version
+
+NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_NAME = re.compile(NAME)
+_FULL_NAME = re.compile(rf"^{NAME}$")
+_NAMED_URL = re.compile(rf"^\s*{NAME}\s*(?:\[[^\]]*\])?\s*@")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^file:")
+_ARCHIVE = re.compile(r"\.(whl|zip|tar\.gz|tgz|tar\.bz2|tar\.xz)$", re.IGNORECASE)
+_HASH = re.compile(r"\s+--hash[=\s]\s*(\S+)")
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+PARSE_FIX = "write one requirement per line in PEP 508 form, e.g. 'requests>=2.31' or 'numpy==2.1.*'"
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalisation: `Foo_Bar.baz` → `foo-bar-baz`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class InvalidRequirement(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One PEP 508 requirement, e.g. `torch[extra]>=2.4 ; sys_platform == "linux"`."""
+
+    name: str
+    extras: tuple[str, ...] = ()
+    specifier: str = ""
+    url: str | None = None
+    marker: str | None = None
+    hashes: tuple[str, ...] = ()
+    where: str = ""
+
+    @property
+    def key(self) -> str:
+        return canonical_name(self.name)
+
+    @property
+    def specifiers(self) -> SpecifierSet:
+        return SpecifierSet(self.specifier)
+
+    def applies(self, extras: tuple[str, ...] = ("",)) -> bool:
+        """Whether the marker holds on this interpreter for any of `extras` ("" = no extra)."""
+        if not self.marker:
+            return True
+        node = parse_marker(self.marker)
+        environment = default_environment()
+        return any(node({**environment, "extra": extra}) for extra in extras)
+
+    def satisfied_by(self, version: str) -> bool | None:
+        """True/False, or None when the installed version is not PEP 440 or this is a URL requirement."""
+        if self.url is not None:
+            return None
+        try:
+            return self.specifiers.contains(Version(version))
+        except (InvalidVersion, InvalidSpecifier):
+            return None
+
+    def pep508(self) -> str:
+        text = self.name
+        if self.extras:
+            text += f"[{','.join(self.extras)}]"
+        if self.url is not None:
+            text += f" @ {self.url}"
+            if self.marker:
+                text += " "
+        else:
+            text += self.specifier
+        if self.marker:
+            text += f"; {self.marker}"
+        return text
+
+    def line(self) -> str:
+        return self.pep508() + "".join(f" --hash={h}" for h in self.hashes)
+
+    def __str__(self) -> str:
+        return self.pep508()
+
+
+def parse_requirement(text: str, where: str = "") -> Requirement:
+    """Parse one PEP 508 string; raises InvalidRequirement with a short reason."""
+    source = text.strip()
+    match = _NAME.match(source)
+    if match is None:
+        raise InvalidRequirement("a requirement must start with a package name")
+    name = match.group(0)
+    rest = source[match.end() :].lstrip()
+    extras: tuple[str, ...] = ()
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise InvalidRequirement("missing ']' after the extras")
+        items = [item.strip() for item in rest[1:end].split(",") if item.strip()]
+        bad = [item for item in items if not _FULL_NAME.match(item)]
+        if bad:
+            raise InvalidRequirement(f"invalid extra name {bad[0]!r}")
+        extras = tuple(items)
+        rest = rest[end + 1 :].lstrip()
+    url: str | None = None
+    marker: str | None = None
+    specifier = ""
+    if rest.startswith("@"):
+        body = rest[1:].strip()
+        # PEP 508: the ';' of a marker must be preceded by whitespace after a URL (URLs may hold ';').
+        split = re.search(r"\s;", body)
+        url, marker = (body[: split.start()].strip(), body[split.end() :].strip()) if split else (body, None)
+        if not url or not _URL_SCHEME.match(url):
+            raise InvalidRequirement(f"'{name} @' must be followed by a URL, got {url!r}")
+    else:
+        spec_text, _, marker_text = rest.partition(";")
+        marker = marker_text.strip() if _ else None
+        spec_text = spec_text.strip()
+        if spec_text.startswith("(") and spec_text.endswith(")"):
+            spec_text = spec_text[1:-1]
+        try:
+            specifier = str(SpecifierSet(spec_text))
+        except InvalidSpecifier as error:
+            raise InvalidRequirement(str(error)) from None
+    if marker is not None:
+        if not marker:
+            raise InvalidRequirement("empty marker after ';'")
+        try:
+            parse_marker(marker)
+        except InvalidMarker as error:
+            raise InvalidRequirement(str(error)) from None
+    return Requirement(name, extras, specifier, url, marker, (), where)
+
+
+@dataclass(frozen=True)
+class DirectReference:
+    """A bare path or URL line (`./wheels/tool-1.0-py3-none-any.whl`, `-e ./src`); name unknown until built."""
+
+    target: str
+    editable: bool = False
+    marker: str | None = None
+    where: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return not _URL_SCHEME.match(self.target) or self.target.startswith("file:")
+
+    def line(self) -> str:
+        text = ("-e " if self.editable else "") + self.target
+        return text + (f" ; {self.marker}" if self.marker else "")
+
+
+@dataclass
+class RequirementSet:
+    """Everything read from a requirements.txt and the files it includes with -r/-c."""
+
+    path: Path
+    files: list[Path] = field(default_factory=list)
+    requirements: list[Requirement] = field(default_factory=list)
+    direct: list[DirectReference] = field(default_factory=list)
+    constraints: list[Requirement] = field(default_factory=list)
+    index_url: str | None = None
+    extra_index_urls: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)
+    no_index: bool = False
+    uv_flags: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.requirements and not self.direct
+
+    def source_args(self) -> list[str]:
+        """Index and find-links options for `uv pip compile/sync` (env vars UV_* still apply on top)."""
+        args: list[str] = []
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        for link in self.find_links:
+            args += ["--find-links", link]
+        if self.no_index:
+            args.append("--no-index")
+        return args + self.uv_flags
+
+    def requirements_in(self, skip: frozenset[str] = frozenset()) -> str:
+        lines = sorted(r.line() for r in self.requirements if r.key not in skip)
+        lines += [d.line() for d in self.direct]
+        return "".join(line + "\n" for line in lines)
+
+    def constraints_in(self) -> str:
+        return "".join(line + "\n" for line in sorted(c.line() for c in self.constraints))
+
+    def normalized(self) -> str:
+        """A canonical text of what the overlay must contain; order of requirement lines and comments do not count."""
+        parts = ["[sources]", *self.source_args(), "[requirements]", self.requirements_in()]
+        parts += ["[constraints]", self.constraints_in(), "[local files]", *self._local_digests()]
+        return "\n".join(parts)
+
+    def _local_digests(self) -> list[str]:
+        """Contents of local wheels and find-links folders, so a changed file gives a new overlay."""
+        digests = []
+        for reference in self.direct:
+            path = Path(reference.target.removeprefix("file://")) if reference.is_local else None
+            if path is not None and path.is_file() and not reference.editable:
+                digests.append(f"{reference.target} {_file_digest(path)}")
+        for link in self.find_links:
+            folder = Path(link.removeprefix("file://"))
+            if (not _URL_SCHEME.match(link) or link.startswith("file:")) and folder.is_dir():
+                listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
+                digests.append(f"{link} {hashlib.sha256(repr(listing).encode()).hexdigest()}")
+        return digests
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_requirements(
+    path: Path, environ: Mapping[str, str] | None = None, display_root: Path | None = None
+) -> RequirementSet:
+    """Parse `path` (and what it includes); every problem is a BadInput naming the file and line."""
+    result = RequirementSet(path=path)
+    _Reader(result, os.environ if environ is None else environ, display_root or path.parent).read(
+        path, constraints=False
+    )
+    return result
+
+
+class _Reader:
+    def __init__(self, result: RequirementSet, environ: Mapping[str, str], display_root: Path) -> None:
+        self.result = result
+        self.environ = environ
+        self.display_root = display_root
+        self.stack: list[Path] = []
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.display_root))
+        except ValueError:
+            return str(path)
+
+    def fail(self, where: str, text: str, reason: str, fix: str = PARSE_FIX) -> BadInput:
+        return BadInput(f"{where}: cannot parse {text!r}: {reason}", fix)
+
+    def read(self, path: Path, constraints: bool) -> None:
+        resolved = path.resolve()
+        if resolved in self.stack:
+            raise BadInput(f"{self.display(path)}: includes itself through -r/-c", "remove the circular include")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BadInput(f"{self.display(path)}: no such requirements file", "fix the -r/-c path") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"{self.display(path)}: not UTF-8 text", "save requirements.txt as UTF-8") from None
+        self.stack.append(resolved)
+        self.result.files.append(path)
+        for number, line in _logical_lines(raw):
+            where = f"{self.display(path)} line {number}"
+            text = _ENV_VAR.sub(lambda m: self.environ.get(m.group(1), m.group(0)), line)
+            if text.startswith("-"):
+                self.option(text, path.parent, where, constraints)
+            else:
+                self.requirement(text, path.parent, where, constraints)
+        self.stack.pop()
+
+    def option(self, text: str, folder: Path, where: str, constraints: bool) -> None:
+        flag, value = _split_option(text)
+        result = self.result
+        if flag in ("-r", "--requirement", "-c", "--constraint"):
+            if not value:
+                raise self.fail(where, text, f"{flag} needs a file name")
+            self.read(folder / value, constraints=constraints or flag in ("-c", "--constraint"))
+        elif constraints:
+            raise self.fail(where, text, "options are not allowed in a constraints file", "keep only pins in it")
+        elif flag in ("-i", "--index-url"):
+            result.index_url = self.location(value, folder, where, text)
+        elif flag == "--extra-index-url":
+            result.extra_index_urls.append(self.location(value, folder, where, text))
+        elif flag in ("-f", "--find-links"):
+            result.find_links.append(self.location(value, folder, where, text))
+        elif flag == "--no-index":
+            result.no_index = True
+        elif flag in ("-e", "--editable"):
+            if not value:
+                raise self.fail(where, text, "-e needs a path")
+            result.direct.append(DirectReference(self.local_target(value, folder, where, text), True, None, where))
+        elif flag == "--pre":
+            result.uv_flags += ["--prerelease", "allow"]
+        elif flag in ("--only-binary", "--no-binary"):
+            result.uv_flags += [flag, self.required(value, where, text)]
+        elif flag == "--trusted-host":
+            result.uv_flags += ["--allow-insecure-host", self.required(value, where, text)]
+        elif flag == "--prefer-binary":
+            result.ignored.append(f"{where}: {flag} (uv has no such option; ignored)")
+        else:
+            raise self.fail(
+                where,
+                text,
+                f"unsupported option {flag}",
+                "use -r, -c, -e, -i/--index-url, --extra-index-url, -f/--find-links, --no-index, --pre, "
+                "--only-binary, --no-binary or --trusted-host",
+            )
+
+    def required(self, value: str, where: str, text: str) -> str:
+        if not value:
+            raise self.fail(where, text, "this option needs a value")
+        return value
+
+    def location(self, value: str, folder: Path, where: str, text: str) -> str:
+        """An index or find-links location; a relative local path is relative to the requirements file."""
+        value = self.required(value, where, text)
+        if _URL_SCHEME.match(value):
+            return value
+        return str((folder / os.path.expanduser(value)).resolve())
+
+    def local_target(self, value: str, folder: Path, where: str, text: str) -> str:
+        if _URL_SCHEME.match(value) and not value.startswith("file:"):
+            return value
+        path = Path(os.path.expanduser(value.removeprefix("file://").removeprefix("file:")))
+        path = (folder / path).resolve()
+        if not path.exists():
+            raise BadInput(
+                f"{where}: no such file or folder {value!r}", "ship it next to requirements.txt or fix the path"
+            )
+        return str(path)
+
+    def requirement(self, text: str, folder: Path, where: str, constraints: bool) -> None:
+        hashes = tuple(_HASH.findall(text))
+        body = _HASH.sub("", text).strip()
+        if re.search(r"\s--?[A-Za-z]", body):
+            option = re.search(r"\s(--?[A-Za-z][\w-]*)", body)
+            name = option.group(1) if option else "option"
+            raise self.fail(
+                where, text, f"per-requirement option {name} is not supported", "keep only --hash after a requirement"
+            )
+        if self.is_direct(body):
+            if constraints:
+                raise self.fail(
+                    where, text, "a constraints file takes pins, not paths or URLs", "keep only 'name==version' lines"
+                )
+            target, _, marker = body.partition(";")
+            marker_text = marker.strip() or None
+            if marker_text:
+                try:
+                    parse_marker(marker_text)
+                except InvalidMarker as error:
+                    raise self.fail(where, text, str(error)) from None
+            reference = DirectReference(
+                self.local_target(target.strip(), folder, where, text), False, marker_text, where
+            )
+            self.result.direct.append(reference)
+            return
+        try:
+            requirement = parse_requirement(body, where)
+        except InvalidRequirement as error:
+            raise self.fail(where, text, str(error)) from None
+        if requirement.url is not None and requirement.url.startswith("file:"):
+            local = self.local_target(requirement.url, folder, where, text)
+            requirement = Requirement(
+                requirement.name, requirement.extras, "", Path(local).as_uri(), requirement.marker, (), where
+            )
+        requirement = Requirement(
+            requirement.name,
+            requirement.extras,
+            requirement.specifier,
+            requirement.url,
+            requirement.marker,
+            hashes,
+            where,
+        )
+        (self.result.constraints if constraints else self.result.requirements).append(requirement)
+
+    @staticmethod
+    def is_direct(body: str) -> bool:
+        if _NAMED_URL.match(body):
+            return False
+        head = body.split(";", 1)[0].strip()
+        return bool(_URL_SCHEME.match(head) or head.startswith((".", "/", "~")) or "/" in head or _ARCHIVE.search(head))
+
+
+def _split_option(text: str) -> tuple[str, str]:
+    if text.startswith("--") and "=" in text.split()[0]:
+        flag, _, value = text.partition("=")
+        return flag.strip(), value.strip()
+    parts = text.split(None, 1)
+    flag = parts[0]
+    value = parts[1].strip() if len(parts) > 1 else ""
+    if not flag.startswith("--") and len(flag) > 2 and not value:
+        # `-rother.txt` / `-f./wheels`: pip accepts the value glued to a short flag.
+        flag, value = flag[:2], flag[2:]
+    return flag, value
+
+
+def _logical_lines(raw: str) -> list[tuple[int, str]]:
+    """(first line number, text) with comments removed and backslash continuations joined."""
+    lines: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, physical in enumerate(raw.splitlines(), start=1):
+        if not pending:
+            start = number
+        text = _COMMENT.sub("", physical).rstrip()
+        if text.endswith("\\"):
+            pending += text[:-1] + " "
+            continue
+        text = (pending + text).strip()
+        pending = ""
+        if text:
+            lines.append((start, text))
+    if pending.strip():
+        lines.append((start, pending.strip()))
+    return lines
