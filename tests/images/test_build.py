@@ -1,0 +1,161 @@
+"""`cli build`: dry-run commands, provenance labels, refusal on stale inputs, and a run with a stand-in engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+from pathlib import Path
+
+from tests.images.conftest import cli
+
+FAKE_ENGINE = """#!/bin/sh
+printf '%s\\n' "$*" >> "$ENGINE_RECORD"
+echo "step 1/2 : pretending to $1"
+echo "step 2/2 : done"
+case "$*" in *"$FAIL_ON"*) [ -n "$FAIL_ON" ] && { echo "boom" >&2; exit 3; } ;; esac
+exit 0
+"""
+
+
+def labels_of(command: list[str]) -> dict[str, str]:
+    pairs = [command[i + 1] for i, word in enumerate(command) if word == "--label"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def args_of(command: list[str]) -> dict[str, str]:
+    pairs = [command[i + 1] for i, word in enumerate(command) if word == "--build-arg"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_dry_run_prints_common_then_flavor(ready_workspace: Path) -> None:
+    done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    common, flavor = (shlex.split(line) for line in lines)
+    assert common[:4] == ["docker", "build", "--file", f"{ready_workspace}/common/Dockerfile"]
+    assert "fixture-runners/common:0.1.0" in common
+    assert args_of(common)["BASE_IMAGE"] == "ubuntu:24.04"
+    assert flavor[:4] == ["docker", "build", "--file", f"{ready_workspace}/flavors/Dockerfile"]
+    assert flavor[flavor.index("--tag") + 1] == "simcore/services/comp/osparc-pytorch-runner:1.0.0"
+    args = args_of(flavor)
+    assert args["FLAVOR"] == "pytorch"
+    assert args["COMMON_IMAGE"] == "fixture-runners/common:0.1.0"
+    assert args["CUDA_VERSION"] == "12.4"
+    labels = labels_of(flavor)
+    assert json.loads(labels["io.simcore.key"]) == {"key": "simcore/services/comp/osparc-pytorch-runner"}
+    assert json.loads(labels["io.simcore.version"]) == {"version": "1.0.0"}
+
+
+def test_provenance_labels_trace_the_image_to_its_inputs(ready_workspace: Path) -> None:
+    done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
+    labels = labels_of(shlex.split(done.stdout.splitlines()[1]))
+    export = ready_workspace / "envs" / "pytorch" / "conda-lock.yml"
+    assert labels["io.osparc.runner.flavor"] == "pytorch"
+    assert labels["io.osparc.runner.export.sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
+    assert labels["io.osparc.runner.lock.format-version"] == "7"
+    assert labels["io.osparc.runner.cuda.version"] == "12.4"
+    assert labels["io.osparc.runner.cuda.driver.minimum"] == "550.54.14"
+    assert labels["io.osparc.runner.cuda.driver.minimum-compatible"] == "525.60.13"
+    for key in ("revision", "created", "source", "version"):
+        assert f"org.opencontainers.image.{key}" in labels
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+
+
+def test_all_as_json_lists_every_step(ready_workspace: Path) -> None:
+    done = cli("build", "all", "--dry-run", "--json", "--engine", "podman", "--manifest-path", ready_workspace)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert [s["name"] for s in document["steps"]] == ["common", "pytorch", "tensorflow"]
+    assert all(s["command"][:2] == ["podman", "build"] for s in document["steps"])
+    assert document["push"] == []
+
+
+def test_common_alone(ready_workspace: Path) -> None:
+    done = cli("build", "common", "--dry-run", "--manifest-path", ready_workspace)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert "common/Dockerfile" in done.stdout
+
+
+def test_refuses_stale_generated_file_and_export(ready_workspace: Path) -> None:
+    run = ready_workspace / "flavors" / "pytorch" / "service.cli" / "run"
+    run.write_text(run.read_text() + "# local change\n")
+    export = ready_workspace / "envs" / "tensorflow" / "conda-lock.yml"
+    export.write_text(export.read_text() + "# local change\n")
+    done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
+    assert done.returncode == 2
+    assert "refusing to build" in done.stderr
+    assert f"{run}: differs from what metadata.yml gives" in done.stderr
+    assert f"{export}: differs from pixi.lock" in done.stderr
+    assert "docker build" not in done.stdout
+
+
+def test_refuses_a_lock_out_of_step_with_the_manifest(ready_workspace: Path) -> None:
+    manifest = ready_workspace / "pixi.toml"
+    manifest.write_text(manifest.read_text().replace('torchvision = "*"', 'torchvision = "*"\nnumpy = ">=3"'))
+    done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
+    assert done.returncode == 2
+    assert "pixi.lock" in done.stderr and "numpy" in done.stderr
+    (ready_workspace / "pixi.lock").unlink()
+    missing = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
+    assert missing.returncode == 2
+    assert f"{ready_workspace / 'pixi.lock'}: missing" in missing.stderr
+
+
+def test_unknown_flavor_and_bad_registry(ready_workspace: Path) -> None:
+    unknown = cli("build", "jax", "--dry-run", "--manifest-path", ready_workspace)
+    assert unknown.returncode == 2
+    assert "unknown flavor 'jax'" in unknown.stderr
+    bad = cli("build", "pytorch", "--dry-run", "--push", "https://registry", "--manifest-path", ready_workspace)
+    assert bad.returncode == 2
+    assert "--push" in bad.stderr
+
+
+def _fake_engine(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_ENGINE)
+    (bin_dir / "docker").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ENGINE_RECORD": str(tmp_path / "engine.txt")}
+
+
+def test_build_runs_each_command_and_keeps_a_log(ready_workspace: Path, tmp_path: Path) -> None:
+    env = _fake_engine(tmp_path)
+    logs = tmp_path / "logs"
+    done = cli(
+        "build", "tensorflow", "--push", "reg.example:5000", "--log-dir", logs, "--manifest-path", ready_workspace,
+        env={**env, "FAIL_ON": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = (tmp_path / "engine.txt").read_text().splitlines()
+    assert [line.split()[:1] for line in recorded] == [["build"], ["build"], ["push"]]
+    assert "common/Dockerfile" in recorded[0]
+    assert recorded[2] == "push reg.example:5000/simcore/services/comp/osparc-tensorflow-runner:1.0.0"
+    (log,) = logs.glob("build-tensorflow-*.log")
+    text = log.read_text()
+    assert text.count("pretending to build") == 2
+    assert text.count("# exit 0") == 3
+    assert "pushed reg.example:5000/simcore/services/comp/osparc-tensorflow-runner:1.0.0" in done.stdout
+
+
+def test_a_failing_step_stops_the_build_and_names_the_log(ready_workspace: Path, tmp_path: Path) -> None:
+    env = _fake_engine(tmp_path)
+    logs = tmp_path / "logs"
+    done = cli(
+        "build", "pytorch", "--log-dir", logs, "--manifest-path", ready_workspace,
+        env={**env, "FAIL_ON": "flavors/Dockerfile"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    (log,) = logs.glob("build-pytorch-*.log")
+    assert f"error: {log}: build pytorch failed (exit 3)" in done.stderr
+    assert "boom" in log.read_text()
+    assert "boom" in done.stderr
+
+
+def test_missing_engine_is_a_clear_error(ready_workspace: Path, tmp_path: Path) -> None:
+    done = cli("build", "common", "--manifest-path", ready_workspace, env={"PATH": str(tmp_path)})
+    assert done.returncode == 2
+    assert "'docker' is not on PATH" in done.stderr
