@@ -35,7 +35,7 @@ Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Author(_Strict):
@@ -71,7 +71,7 @@ class ServiceMetadata(_Strict):
     inputs: Ports
     outputs: Ports
     thumbnail: str | None = None
-    version_display: str | None = Field(default=None, alias="version_display")
+    version_display: str | None = None
 
     @model_validator(mode="after")
     def _file_maps_name_their_port(self) -> ServiceMetadata:
@@ -106,10 +106,8 @@ class ServiceMetadata(_Strict):
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:
-    aliases = {name: field.alias for name, field in Port.model_fields.items() if field.alias}
-    aliases |= {name: field.alias for name, field in ServiceMetadata.model_fields.items() if field.alias}
-    parts = [aliases.get(str(part), str(part)) for part in location]
-    return ".".join(parts) or "(top level)"
+    """pydantic reports locations by alias (the YAML key), so they read as written in the file."""
+    return ".".join(str(part) for part in location) or "(top level)"
 
 
 def describe_errors(error: ValidationError) -> str:
