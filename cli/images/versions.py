@@ -15,7 +15,7 @@ from cli.fileio import atomic_write_text
 from cli.images.metadata import SEMVER, load_metadata
 
 VERSION_LINE = re.compile(
-    r"^version:[ \t]*(?P<quote>[\"']?)(?P<version>[^\"'\s#]+)(?P=quote)[ \t]*(?P<comment>#.*)?$", re.MULTILINE
+    r"^version:[ \t]*(?P<quote>[\"']?)(?P<version>[^\"'\s#]+)(?P=quote)(?P<rest>[ \t]*(#.*)?)$", re.MULTILINE
 )
 
 
@@ -50,8 +50,7 @@ def set_version(path: Path, new_version: str) -> None:
         )
     match = matches[0]
     quote = match.group("quote")
-    comment = f" {match.group('comment')}" if match.group("comment") else ""
-    line = f"version: {quote}{new_version}{quote}{comment}"
+    line = f"version: {quote}{new_version}{quote}{match.group('rest')}"
     atomic_write_text(path, text[: match.start()] + line + text[match.end() :])
     written = load_metadata(path).version
     if written != new_version:
