@@ -7,6 +7,7 @@ Minimum Linux x86_64 driver versions are from NVIDIA's CUDA Toolkit Release Note
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
@@ -77,3 +78,54 @@ def is_cpu_variant(build: str, track_features: list[str] | tuple[str, ...] = ())
     if lowered == "cpu" or lowered.startswith("cpu_") or "_cpu_" in lowered:
         return True
     return any(feature.endswith("-cpu") or feature == "cpu" for feature in track_features)
+
+
+def cuda_for_driver(driver: str) -> str | None:
+    """The newest CUDA major.minor whose toolkit release runs on `driver` (None if older than all of them)."""
+    newest: str | None = None
+    for cuda, minimum in TOOLKIT_MINIMUM_DRIVER.items():
+        if driver_satisfies(driver, minimum) and (newest is None or _cuda_key(cuda) > _cuda_key(newest)):
+            newest = cuda
+    return newest
+
+
+def _cuda_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+# The PyPI CUDA runtime wheels (`nvidia-<library>-cu<major>`, as torch and tensorflow wheels pull
+# them in) → the conda-forge packages that ship the same libraries. Names from the wheels on PyPI
+# (publisher NVIDIA) and the conda-forge feedstocks of the CUDA components.
+CUDA_WHEEL_CONDA_PACKAGES: dict[str, tuple[str, ...]] = {
+    "cublas": ("libcublas",),
+    "cuda-cupti": ("cuda-cupti",),
+    "cuda-nvcc": ("cuda-nvcc", "cuda-nvcc-tools"),
+    "cuda-nvrtc": ("cuda-nvrtc",),
+    "cuda-runtime": ("cuda-cudart",),
+    "cudnn": ("cudnn", "libcudnn"),
+    "cudss": ("libcudss",),
+    "cufft": ("libcufft",),
+    "cufile": ("libcufile",),
+    "curand": ("libcurand",),
+    "cusolver": ("libcusolver",),
+    "cusparse": ("libcusparse",),
+    "cusparselt": ("cusparselt", "libcusparselt"),
+    "nccl": ("nccl",),
+    "nvjitlink": ("libnvjitlink",),
+    "nvshmem": ("nvshmem", "libnvshmem"),
+    "nvtx": ("cuda-nvtx",),
+}
+
+_CUDA_WHEEL = re.compile(r"^nvidia-(?P<library>[a-z0-9-]+?)-cu(?P<major>\d+)$")
+
+
+def cuda_wheel_library(distribution: str) -> tuple[str, str] | None:
+    """`nvidia-cudnn-cu12` (any spelling) → ("cudnn", "12"); None for anything that is not a CUDA runtime wheel."""
+    normalized = re.sub(r"[-_.]+", "-", distribution).lower()
+    match = _CUDA_WHEEL.match(normalized)
+    return (match.group("library"), match.group("major")) if match else None
+
+
+def conda_packages_for_cuda_wheel(library: str) -> tuple[str, ...]:
+    """The conda packages a CUDA wheel's library duplicates (a guess by name when it is not in the table)."""
+    return CUDA_WHEEL_CONDA_PACKAGES.get(library, (library, f"lib{library}", f"cuda-{library}"))
