@@ -1,8 +1,10 @@
 """Is pixi.lock in step with pixi.toml? Decided without solving, the way pixi decides it.
 
 For every environment and platform of the manifest: the lock has it, with the same
-channels and the same virtual packages, and every declared spec is satisfied by a
-locked record. A lock that passes would be left unchanged by `pixi lock`, except for
+channels and the same virtual packages, every declared spec is satisfied by a locked
+record, every locked record's dependencies and constraints are met by the lock, and
+every locked record is required (pixi's "too many packages" rule: a dependency removed
+from pixi.toml leaves the lock stale). A lock that passes would be left unchanged by `pixi lock`, except for
 newer versions the solver might prefer.
 """
 
@@ -33,16 +35,63 @@ def _spec_satisfied(spec: MatchSpec, records: list[RepoDataRecord]) -> bool:
     return any(spec.matches(record) for record in records)
 
 
+def _dependency_name(spec: str) -> str:
+    return spec.strip().split(" ")[0].split("[")[0]
+
+
+def _parsed(spec: str) -> MatchSpec | None:
+    try:
+        return MatchSpec(spec, strict=False)
+    except Exception:  # a spec rattler cannot read is the solver's business, not this check's
+        return None
+
+
 def _missing_dependencies(records: list[RepoDataRecord]) -> list[str]:
     """Dependencies of locked records that no locked record provides (a hand-edited or truncated lock)."""
     names = {r.name.normalized for r in records}
     missing = set()
     for record in records:
         for dependency in record.depends:
-            name = dependency.split(" ")[0].split("[")[0]
+            name = _dependency_name(dependency)
             if not name.startswith("__") and name not in names:
                 missing.add(f"{record.name.normalized} needs {name}")
     return sorted(missing)
+
+
+def _unsatisfied_dependencies(records: list[RepoDataRecord]) -> list[str]:
+    """Locked records whose `depends` or `constrains` the locked record of that name does not satisfy."""
+    by_name = {r.name.normalized: r for r in records}
+    problems = set()
+    for record in records:
+        for kind, specs in (("needs", record.depends), ("constrains", record.constrains)):
+            for text in specs:
+                name = _dependency_name(text)
+                locked = by_name.get(name)
+                if name.startswith("__") or locked is None:
+                    continue
+                spec = _parsed(text)
+                if spec is not None and not spec.matches(locked):
+                    problems.add(
+                        f"{record.name.normalized} {kind} '{text}', the lock has {name} {locked.version} {locked.build}"
+                    )
+    return sorted(problems)
+
+
+def _unrequired_records(specs: list[MatchSpec], records: list[RepoDataRecord]) -> list[str]:
+    """Locked records that no declared spec reaches through `depends` (left over after a dependency was removed)."""
+    by_name = {r.name.normalized: r for r in records}
+    pending = [r.name.normalized for r in records if any(spec.matches(r) for spec in specs)]
+    reached: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        for dependency in by_name[name].depends:
+            child = _dependency_name(dependency)
+            if child in by_name and child not in reached:
+                pending.append(child)
+    return sorted(set(by_name) - reached)
 
 
 def lock_mismatches(workspace: Workspace, lock: LockFile, environments: list[str] | None = None) -> list[LockMismatch]:
@@ -83,6 +132,13 @@ def lock_mismatches(workspace: Workspace, lock: LockFile, environments: list[str
                     problems.append(LockMismatch(name, platform.name, f"no locked package satisfies '{spec}'"))
             for missing in _missing_dependencies(records):
                 problems.append(LockMismatch(name, platform.name, f"incomplete lock: {missing}"))
+            for unsatisfied in _unsatisfied_dependencies(records):
+                problems.append(LockMismatch(name, platform.name, f"inconsistent lock: {unsatisfied}"))
+            if specs:
+                for extra in _unrequired_records(specs, records):
+                    problems.append(
+                        LockMismatch(name, platform.name, f"{extra} is locked but nothing in pixi.toml requires it")
+                    )
         for locked_platform in env.platforms():
             if locked_platform.name not in {p.name for p in resolved.platforms}:
                 problems.append(
