@@ -1,15 +1,13 @@
 """What must be up to date before an image is built: pixi.lock, the exports, the generated files.
 
-A build refuses to start while any of them is stale, listing every problem at once.
-When the audit package offers its lock checks they are used too.
+A build refuses to start while any of them is stale, listing every problem at once. The
+audit's `audit_lock` makes these same checks (and a few more) when it is there; without it
+the build composes them from `cli.lock_status`, `cli.exports` and `cli.images.generated`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from cli.errors import UserError
 from cli.images import naming
@@ -58,17 +56,17 @@ def stale_exports(workspace: Workspace) -> list[str]:
         return [error.one_line()]
 
 
-def audit_problems(workspace: Workspace) -> list[str]:
-    """The audit package's lock checks, once it provides `cli.audit.lock_problems(workspace)`."""
+def audit_findings(workspace: Workspace, flavors: list[str]) -> list[str] | None:
+    """The audit's lock checks (manifest, exports, generated files) when `cli.audit.lock` is there, else None."""
     try:
-        audit = importlib.import_module("cli.audit")
+        from cli.audit.lock import audit_lock
     except ImportError:
-        return []
-    check: Callable[[Workspace], Any] | None = getattr(audit, "lock_problems", None)
-    if check is None:
-        log.info("cli.audit has no lock_problems(workspace) yet: skipping the audit checks")
-        return []
-    return [str(problem) for problem in check(workspace)]
+        log.info("cli.audit.lock is not available: using the build's own freshness checks")
+        return None
+    try:
+        return [finding.line() for finding in audit_lock(workspace, flavors).findings()]
+    except UserError as error:
+        return [error.one_line()]
 
 
 def missing_dockerfiles(workspace: Workspace, specs: list[FlavorSpec]) -> list[str]:
@@ -87,11 +85,15 @@ def check_fresh(workspace: Workspace, specs: list[FlavorSpec]) -> None:
         if problems:
             raise StaleInputs(workspace, problems)
         return
-    lock_problems = stale_lock(workspace, [spec.name for spec in specs])
-    problems += lock_problems
-    if not lock_problems:  # the exports and the audit read the lock
-        problems += stale_exports(workspace)
-        problems += audit_problems(workspace)
-    problems += stale_generated(workspace)
+    names = [spec.name for spec in specs]
+    audited = audit_findings(workspace, names) if workspace.lock_path.is_file() else None
+    if audited is not None:
+        problems += audited
+    else:
+        lock_problems = stale_lock(workspace, names)
+        problems += lock_problems
+        if not lock_problems:  # the exports are compared with the lock
+            problems += stale_exports(workspace)
+        problems += stale_generated(workspace)
     if problems:
         raise StaleInputs(workspace, problems)

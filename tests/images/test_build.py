@@ -6,7 +6,10 @@ import hashlib
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.images.conftest import cli
 
@@ -88,9 +91,30 @@ def test_refuses_stale_generated_file_and_export(ready_workspace: Path) -> None:
     done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
     assert done.returncode == 2
     assert "refusing to build" in done.stderr
-    assert f"{run}: differs from what metadata.yml gives" in done.stderr
-    assert f"{export}: differs from pixi.lock" in done.stderr
+    problems = done.stderr.splitlines()[1:]
+    assert any("flavors/pytorch/service.cli/run: differs from what metadata.yml gives" in p for p in problems)
+    assert any("envs/tensorflow/conda-lock.yml: differs from pixi.lock" in p for p in problems)
     assert "docker build" not in done.stdout
+
+
+@pytest.mark.parametrize("with_audit", [True, False], ids=["audit", "own-checks"])
+def test_freshness_with_and_without_the_audit(
+    ready_workspace: Path, monkeypatch: pytest.MonkeyPatch, with_audit: bool
+) -> None:
+    from cli.images.freshness import StaleInputs, check_fresh
+    from cli.images.generated import flavor_specs
+    from cli.workspace import load_workspace
+
+    if not with_audit:
+        monkeypatch.setitem(sys.modules, "cli.audit.lock", None)  # import fails as if it were absent
+    workspace = load_workspace(ready_workspace)
+    specs = flavor_specs(workspace)
+    check_fresh(workspace, specs)
+    compose = ready_workspace / "docker-compose.yml"
+    compose.write_text(compose.read_text().replace("1.0.0", "9.9.9"))
+    with pytest.raises(StaleInputs) as caught:
+        check_fresh(workspace, specs)
+    assert "docker-compose.yml: differs from what metadata.yml gives" in caught.value.details
 
 
 def test_refuses_a_lock_out_of_step_with_the_manifest(ready_workspace: Path) -> None:
