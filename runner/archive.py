@@ -22,31 +22,34 @@ ZIP64_LIMIT = (1 << 31) - 1
 
 def zip_folder(folder: Path, archive: Path) -> tuple[int, int]:
     """Zip `folder`'s content into `archive` (written atomically); returns (files, bytes of content)."""
+    entries: list[tuple[str, Path | None]] = []  # (name in the archive, file or None for a folder)
+    for root, _dirs, names in os.walk(folder):
+        relative_root = Path(root).relative_to(folder)
+        if relative_root != Path("."):
+            entries.append((relative_root.as_posix() + "/", None))
+        entries += [((relative_root / name).as_posix(), Path(root, name)) for name in names]
+    entries.sort(key=lambda entry: entry[0])
     temporary = archive.with_name(f".{archive.name}.tmp")
     files = total = 0
     with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
-        for root, dirs, names in os.walk(folder):
-            dirs.sort()
-            relative_root = Path(root).relative_to(folder)
-            if relative_root != Path("."):
-                bundle.writestr(_info(relative_root.as_posix() + "/", 0o755, directory=True), b"")
-            for name in sorted(names):
-                path = Path(root, name)
-                try:
-                    mode = path.stat().st_mode
-                except OSError:
-                    log.warning("skipping %s in the output (broken link)", path)
-                    continue
-                if not stat.S_ISREG(mode):
-                    log.warning("skipping %s in the output (not a regular file)", path)
-                    continue
-                executable = bool(mode & 0o111)
-                info = _info((relative_root / name).as_posix(), 0o755 if executable else 0o644)
-                size = path.stat().st_size
-                with path.open("rb") as source, bundle.open(info, "w", force_zip64=size > ZIP64_LIMIT) as target:
-                    shutil.copyfileobj(source, target, 1 << 20)
-                files += 1
-                total += size
+        for name, path in entries:
+            if path is None:
+                bundle.writestr(_info(name, 0o755, directory=True), b"")
+                continue
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                log.warning("skipping %s in the output (broken link)", path)
+                continue
+            if not stat.S_ISREG(mode):
+                log.warning("skipping %s in the output (not a regular file)", path)
+                continue
+            size = path.stat().st_size
+            info = _info(name, 0o755 if mode & 0o111 else 0o644)
+            with path.open("rb") as source, bundle.open(info, "w", force_zip64=size > ZIP64_LIMIT) as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            files += 1
+            total += size
     os.replace(temporary, archive)
     return files, total
 

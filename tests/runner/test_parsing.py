@@ -1,0 +1,203 @@
+"""The runner's standard-library readers: PEP 440 versions, PEP 508 markers and requirements.txt."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet as RefSpecifierSet
+from packaging.version import Version as RefVersion
+
+from runner.errors import BadInput
+from runner.markers import evaluate
+from runner.pep440 import InvalidSpecifier, SpecifierSet, Version
+from runner.requirements import InvalidRequirement, parse_requirement, read_requirements
+
+VERSIONS = [
+    "1.0.dev0",
+    "1.0a1",
+    "1.0a2.dev1",
+    "1.0b1",
+    "1.0rc1",
+    "1.0",
+    "1.0+local.1",
+    "1.0.post1.dev0",
+    "1.0.post1",
+    "1.0.1",
+    "1.1",
+    "2.0",
+    "2.5.0+cu124",
+    "1!0.1",
+    "1.0.0",
+    "0.9",
+    "3.0rc2",
+    "2.0.post0",
+]
+SPECIFIERS = [
+    "==1.0",
+    "==1.0.0",
+    "!=1.0",
+    ">=1.0",
+    "<=1.0",
+    ">1.0",
+    "<1.0",
+    "~=1.0",
+    "~=1.0.0",
+    "==1.*",
+    "!=1.*",
+    ">=1.0,<2",
+    "==2.5.0",
+    "==2.5.0+cu124",
+    ">2.0",
+    "<2.0",
+    "~=2.0",
+    "==1!0.1",
+    ">1.0.post0",
+    "===1.0",
+]
+
+
+def test_version_order_matches_pep_440() -> None:
+    ours = sorted(VERSIONS, key=Version)
+    reference = sorted(VERSIONS, key=RefVersion)
+    assert [str(Version(v)) for v in ours] == [str(RefVersion(v)) for v in reference]
+
+
+@pytest.mark.parametrize("spec", SPECIFIERS)
+def test_specifiers_agree_with_packaging(spec: str) -> None:
+    ours, reference = SpecifierSet(spec), RefSpecifierSet(spec)
+    for version in VERSIONS:
+        expected = reference.contains(version, prereleases=True)
+        assert ours.contains(version) == expected, (spec, version)
+
+
+@pytest.mark.parametrize("bad", [">>1", "==", "1.0", "=>1.0", ">=1.*", "~=1", "==1.0 2.0", ">=1.0+local"])
+def test_invalid_specifiers_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidSpecifier):
+        SpecifierSet(bad)
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        (f'python_version >= "{sys.version_info[0]}.{sys.version_info[1]}"', True),
+        ('python_version < "3"', False),
+        ('sys_platform == "linux" or sys_platform == "darwin"', sys.platform in ("linux", "darwin")),
+        ('(os_name == "posix" and python_version > "2.7") or extra == "x"', True),
+        ('extra == "and_cuda"', False),
+        ('"linux" in sys_platform', "linux" in sys.platform),
+        ('platform_machine not in "nonsense"', True),
+    ],
+)
+def test_markers(marker: str, expected: bool) -> None:
+    assert evaluate(marker) is expected
+
+
+def test_marker_extra_is_normalized() -> None:
+    assert evaluate('extra == "and_cuda"', extra="and-cuda")
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "extras", "specifier", "url", "marker"),
+    [
+        ("numpy", "numpy", (), "", None, None),
+        ("torch>=2.4,<3", "torch", (), ">=2.4,<3", None, None),
+        ("tensorflow[and-cuda]==2.17.*", "tensorflow", ("and-cuda",), "==2.17.*", None, None),
+        ('pkg (>=1.0) ; python_version > "3.8"', "pkg", (), ">=1.0", None, 'python_version > "3.8"'),
+        (
+            "tool @ https://example.org/tool-1.0-py3-none-any.whl",
+            "tool",
+            (),
+            "",
+            "https://example.org/tool-1.0-py3-none-any.whl",
+            None,
+        ),
+        ("Foo_Bar.baz[a,b] ~= 1.4", "Foo_Bar.baz", ("a", "b"), "~=1.4", None, None),
+    ],
+)
+def test_requirement_lines(
+    text: str, name: str, extras: tuple[str, ...], specifier: str, url: str | None, marker: str | None
+) -> None:
+    requirement = parse_requirement(text)
+    assert (requirement.name, requirement.extras, requirement.specifier, requirement.url, requirement.marker) == (
+        name,
+        extras,
+        specifier,
+        url,
+        marker,
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "userpkg>>1",
+        "numpy 1.2",
+        "pkg[extra",
+        "pkg @ not-a-url",
+        "pkg; python_version >>> '3'",
+        "pkg;",
+        "==1.0",
+        "pkg=1.0",
+    ],
+)
+def test_bad_requirement_lines(text: str) -> None:
+    with pytest.raises(InvalidRequirement):
+        parse_requirement(text)
+
+
+def test_requirements_file_options_and_normalization(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "local-1.0-py3-none-any.whl").write_bytes(b"not really a wheel")
+    (tmp_path / "more.txt").write_text("extra-one==1.0\n")
+    (tmp_path / "pins.txt").write_text("shared==2.0\n")
+    path = tmp_path / "requirements.txt"
+    path.write_text(
+        "# a comment\n"
+        "--index-url https://pypi.example.org/simple\n"
+        "--extra-index-url=https://extra.example.org/simple\n"
+        "-f ./wheels\n"
+        "-r more.txt\n"
+        "-c pins.txt\n"
+        "Zeta>=1  # trailing comment\n"
+        "alpha==1.0 \\\n"
+        "    --hash=sha256:0123\n"
+        "./wheels/local-1.0-py3-none-any.whl\n"
+        "--pre\n"
+        "${NAME_FROM_ENV}==3.0\n"
+    )
+    parsed = read_requirements(path, {"NAME_FROM_ENV": "gamma"})
+    assert [r.name for r in parsed.requirements] == ["extra-one", "Zeta", "alpha", "gamma"]
+    assert parsed.requirements[2].hashes == ("sha256:0123",)
+    assert [c.name for c in parsed.constraints] == ["shared"]
+    assert parsed.index_url == "https://pypi.example.org/simple"
+    assert parsed.extra_index_urls == ["https://extra.example.org/simple"]
+    assert parsed.find_links == [str(wheels.resolve())]
+    assert parsed.direct[0].target == str((wheels / "local-1.0-py3-none-any.whl").resolve())
+    assert "--prerelease" in parsed.source_args()
+    # Reordering lines and editing comments keeps the normalised form (and so the overlay key).
+    reordered = tmp_path / "reordered.txt"
+    lines = path.read_text().replace("# a comment\n", "").splitlines(keepends=True)
+    reordered.write_text("".join(lines[:6] + lines[9:11] + lines[6:9] + lines[11:]) + "# new comment\n")
+    assert read_requirements(reordered, {"NAME_FROM_ENV": "gamma"}).normalized() == parsed.normalized()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("good==1.0\nuserpkg>>1\n", "requirements.txt line 2: cannot parse 'userpkg>>1'"),
+        ("--global-option=x\n", "unsupported option --global-option"),
+        ("pkg==1.0 --config-settings x=y\n", "per-requirement option --config-settings"),
+        ("-r missing.txt\n", "missing.txt: no such requirements file"),
+        ("./nowhere/tool-1.0-py3-none-any.whl\n", "no such file or folder"),
+    ],
+)
+def test_requirements_file_errors_name_the_line(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(content)
+    with pytest.raises(BadInput) as caught:
+        read_requirements(path, {})
+    assert expected in caught.value.one_line()
+    assert "\n" not in caught.value.one_line()
