@@ -1,0 +1,137 @@
+"""Is everything derived from pixi.toml in step? The lock with the manifest, the exports and generated files with both.
+
+- pixi.lock against pixi.toml: `cli.lock_status.lock_mismatches` (environments, platforms,
+  channels, virtual packages, every spec satisfied, nothing missing or left over: pixi's rules);
+- envs/<flavor>/ exports against pixi.lock: `cli.exports.stale_exports`, and for a stale one the
+  packages that differ, read back from the export itself;
+- generated files (run scripts, docker-compose.yml) against metadata.yml: `cli.images.generated`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli.audit.diff import diff_snapshots
+from cli.audit.findings import Finding
+from cli.audit.readers import LockSnapshot, from_record, read_snapshot
+from cli.errors import UserError
+from cli.exports import ENVS_DIR, export_paths, flavor_lock, stale_exports
+from cli.flavors import discover_flavors
+from cli.lock_status import lock_mismatches
+from cli.lockfile import read_lock
+from cli.workspace import Workspace
+
+
+@dataclass
+class LockAudit:
+    root: Path
+    manifest: list[Finding] = field(default_factory=list)
+    exports: list[Finding] = field(default_factory=list)
+    generated: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def findings(self) -> list[Finding]:
+        return [*self.manifest, *self.exports, *self.generated]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "manifest": [f.as_dict() for f in self.manifest],
+            "exports": [f.as_dict() for f in self.exports],
+            "generated": [f.as_dict() for f in self.generated],
+            "notes": self.notes,
+            "findings": [f.as_dict() for f in self.findings()],
+        }
+
+
+def _relative(workspace: Workspace, text: str) -> str:
+    root = str(workspace.root) + "/"
+    return text.replace(root, "")
+
+
+def _split(message: str) -> tuple[str, str]:
+    """`/ws/envs/x/file: differs (…)` → (path, what is wrong)."""
+    path, sep, problem = message.partition(": ")
+    return (path, problem) if sep else (message, "")
+
+
+def _export_details(workspace: Workspace, path: Path, flavor: str, lock_snapshot: LockSnapshot) -> list[str]:
+    """Which packages of a stale export differ from pixi.lock (empty if only its text differs)."""
+    try:
+        export = read_snapshot(path)
+    except UserError as error:
+        return [error.message]
+    platforms = sorted(export.packages.get(flavor, {})) or None
+    diff = diff_snapshots(lock_snapshot, export, [flavor], platforms)
+    details = []
+    for section in diff.sections:
+        for change in section.changes:
+            old = change.old.spec if change.old else "absent"
+            new = change.new.spec if change.new else "absent"
+            details.append(f"{change.label} [{section.platform}]: {old} in pixi.lock, {new} in the export")
+    return details
+
+
+def _lock_snapshot(workspace: Workspace, flavor: str) -> LockSnapshot:
+    lock = read_lock(workspace)
+    locked = flavor_lock(lock, workspace, flavor)
+    snapshot = LockSnapshot(workspace.lock_path, "pixi.lock")
+    for platform, records in locked.records.items():
+        for record in records:
+            snapshot.add(flavor, platform, from_record(record))
+    return snapshot
+
+
+def _export_findings(workspace: Workspace) -> list[Finding]:
+    findings = []
+    flavors = {f.name for f in discover_flavors(workspace)}
+    owners = {}
+    for name in sorted(flavors):
+        for path in export_paths(workspace, name).all():
+            owners[str(path)] = name
+    for message in stale_exports(workspace):
+        path_text, problem = _split(message)
+        flavor = owners.get(path_text)
+        details = []
+        if flavor is not None and Path(path_text).is_file():
+            details = _export_details(workspace, Path(path_text), flavor, _lock_snapshot(workspace, flavor))
+        detail = problem + ("; " + "; ".join(details) if details else "")
+        findings.append(Finding("export-stale", _relative(workspace, path_text), _relative(workspace, detail)))
+    envs = workspace.root / ENVS_DIR
+    if envs.is_dir():
+        for folder in sorted(p for p in envs.iterdir() if p.is_dir()):
+            if folder.name not in flavors:
+                findings.append(
+                    Finding(
+                        "export-orphan",
+                        f"{ENVS_DIR}/{folder.name}",
+                        "no flavor of that name (remove the folder, or add the flavor)",
+                    )
+                )
+    return findings
+
+
+def _generated_findings(workspace: Workspace, audit: LockAudit) -> list[Finding]:
+    try:
+        from cli.images.generated import stale_generated
+    except ImportError:  # the generator is another part of the CLI; without it there is nothing to compare
+        audit.notes.append("generated files not checked: cli.images.generated is not available")
+        return []
+    findings = []
+    for message in stale_generated(workspace):
+        path, problem = _split(message)
+        findings.append(Finding("generated-stale", _relative(workspace, path), problem))
+    return findings
+
+
+def audit_lock(workspace: Workspace, environments: list[str] | None = None) -> LockAudit:
+    lock = read_lock(workspace)
+    audit = LockAudit(workspace.root)
+    for mismatch in lock_mismatches(workspace, lock, environments):
+        where = mismatch.environment if mismatch.platform is None else f"{mismatch.environment} [{mismatch.platform}]"
+        audit.manifest.append(Finding("lock-mismatch", f"pixi.lock: {where}", mismatch.problem))
+    audit.exports = _export_findings(workspace)
+    audit.generated = _generated_findings(workspace, audit)
+    return audit
