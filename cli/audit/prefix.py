@@ -12,7 +12,8 @@ when the installer rewrote a prefix placeholder or wrote a link). From those:
 - an overlay folder (a runner's venv over the prefix): its distributions, CUDA runtime wheels
   that duplicate the conda CUDA libraries, and distributions that shadow the prefix's own.
 
-Hashing is streamed and spread over a thread pool (hashlib releases the GIL on large buffers).
+Hashing is streamed (whole small files, 1 MiB chunks of large ones) and spread over a thread pool
+in batches of files (hashlib releases the GIL while it hashes); one worker hashes inline.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ CACHE_DIRS = frozenset({"__pycache__"})
 CACHE_SUFFIXES = (".pyc",)
 SMALL_FILE = 1 << 20
 CHUNK = 1 << 20
+BATCH_BYTES = 16 << 20
+BATCH_FILES = 256
 LINK_TYPES = frozenset({"softlink"})
 DIRECTORY_TYPES = frozenset({"directory"})
 # Entries an installer may record but which a Python run rewrites at will.
@@ -372,6 +375,30 @@ def _hash_job(job: _HashJob) -> tuple[FileProblem | None, int]:
     return None, job.size
 
 
+def _hash_batch(batch: list[_HashJob]) -> list[tuple[FileProblem | None, int]]:
+    return [_hash_job(job) for job in batch]
+
+
+def _batches(jobs: list[_HashJob]) -> list[list[_HashJob]]:
+    """Jobs in groups of about BATCH_BYTES (or BATCH_FILES small files): one pool task each, not one per file."""
+    batches: list[list[_HashJob]] = []
+    current: list[_HashJob] = []
+    size = 0
+    for job in jobs:
+        current.append(job)
+        size += job.size
+        if size >= BATCH_BYTES or len(current) >= BATCH_FILES:
+            batches.append(current)
+            current, size = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def default_workers() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
 def check_files(
     prefix: Path, installed: list[InstalledPackage], workers: int | None = None
 ) -> tuple[list[FileProblem], HashStats]:
@@ -389,8 +416,14 @@ def check_files(
                 jobs.append(job)
     # Large files first, so that one big library does not finish last on an idle pool.
     jobs.sort(key=lambda j: j.size, reverse=True)
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) + 1)) as pool:
-        for problem, size in pool.map(_hash_job, jobs):
+    workers = workers or default_workers()
+    if workers == 1:
+        results = [_hash_batch(jobs)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_hash_batch, _batches(jobs)))
+    for batch in results:
+        for problem, size in batch:
             stats.files_hashed += 1
             stats.bytes_hashed += size
             if problem is not None:
