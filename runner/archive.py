@@ -7,21 +7,24 @@ only changes when its content does (oSPARC caches by content).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-log = logging.getLogger("runner")
+from runner.logs import log
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP64_LIMIT = (1 << 31) - 1
 
 
 def zip_folder(folder: Path, archive: Path) -> tuple[int, int]:
-    """Zip `folder`'s content into `archive` (written atomically); returns (files, bytes of content)."""
+    """Zip `folder`'s content into `archive`; returns (files, bytes of content).
+
+    Written in place, not via a rename: outputs are read only after the runner exits, and a
+    rename costs milliseconds per archive on overlay file systems (the 100 ms budget again).
+    """
     entries: list[tuple[str, Path | None]] = []  # (name in the archive, file or None for a folder)
     for root, _dirs, names in os.walk(folder):
         relative_root = Path(root).relative_to(folder)
@@ -29,9 +32,8 @@ def zip_folder(folder: Path, archive: Path) -> tuple[int, int]:
             entries.append((relative_root.as_posix() + "/", None))
         entries += [((relative_root / name).as_posix(), Path(root, name)) for name in names]
     entries.sort(key=lambda entry: entry[0])
-    temporary = archive.with_name(f".{archive.name}.tmp")
     files = total = 0
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as bundle:
         for name, path in entries:
             if path is None:
                 bundle.writestr(_info(name, 0o755, directory=True), b"")
@@ -50,7 +52,6 @@ def zip_folder(folder: Path, archive: Path) -> tuple[int, int]:
                 shutil.copyfileobj(source, target, 1 << 20)
             files += 1
             total += size
-    os.replace(temporary, archive)
     return files, total
 
 

@@ -11,37 +11,40 @@ import hashlib
 import os
 import site
 import sys
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from runner.requirements import canonical_name
 
 
-@dataclass(frozen=True)
 class Distribution:
-    name: str
-    version: str
-    location: str
+    __slots__ = ("location", "name", "version")
+
+    def __init__(self, name: str, version: str, location: str) -> None:
+        self.name = name
+        self.version = version
+        self.location = location
 
 
-@dataclass(frozen=True)
 class CondaPackage:
-    name: str
-    version: str
-    build: str
+    __slots__ = ("build", "name", "version")
+
+    def __init__(self, name: str, version: str, build: str) -> None:
+        self.name = name
+        self.version = version
+        self.build = build
 
 
-@dataclass
 class BaseEnvironment:
     """What the user's code sees without an overlay."""
 
-    python: Path
-    prefix: Path
-    site_dirs: list[str]
-    conda_prefix: Path
-    version: str = field(default_factory=lambda: "{}.{}.{}".format(*sys.version_info[:3]))
-    implementation: str = sys.implementation.name
+    def __init__(self, python: Path, prefix: Path, site_dirs: list[str], conda_prefix: Path) -> None:
+        self.python = python
+        self.prefix = prefix
+        self.site_dirs = site_dirs
+        self.conda_prefix = conda_prefix
+        self.version = "{}.{}.{}".format(*sys.version_info[:3])
+        self.implementation = sys.implementation.name
 
     @classmethod
     def current(cls, environ: dict[str, str] | None = None) -> BaseEnvironment:

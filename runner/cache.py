@@ -15,15 +15,11 @@ import contextlib
 import errno
 import fcntl
 import json
-import logging
 import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-
-log = logging.getLogger("runner")
 
 MARKER = "overlay.json"
 DEFAULT_MAX_AGE_DAYS = 30.0
@@ -81,15 +77,26 @@ class FileLock:
         return self.fd is not None
 
 
-@dataclass(frozen=True)
 class CacheEntry:
-    key: str
-    path: Path
-    state: str  # ready | half-built | building
-    size: int
-    created: float | None
-    last_used: float | None
-    requirements: list[str]
+    __slots__ = ("created", "key", "last_used", "path", "requirements", "size", "state")
+
+    def __init__(
+        self,
+        key: str,
+        path: Path,
+        state: str,
+        size: int,
+        created: float | None,
+        last_used: float | None,
+        requirements: list[str],
+    ) -> None:
+        self.key = key
+        self.path = path
+        self.state = state  # ready | half-built | building
+        self.size = size
+        self.created = created
+        self.last_used = last_used
+        self.requirements = requirements
 
 
 class Cache:

@@ -11,14 +11,15 @@ RUNNER_UV, RUNNER_WORK_DIR, RUNNER_BASE_PREFIX, RUNNER_KILL_GRACE, RUNNER_LOG_LE
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import time
-from collections.abc import Sequence
 
-from runner import __version__, logs
+from runner import __version__
+from runner.logs import log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 EPILOG = (
     "Environment: INPUT_FOLDER, OUTPUT_FOLDER (required), INPUT_1..5, RUNNER_ENTRYPOINT, RUNNER_TIMEOUT, "
@@ -28,7 +29,7 @@ EPILOG = (
 
 
 def main(argv: Sequence[str]) -> int:
-    logs.setup()
+    log.setup()
     arguments = list(argv)
     if arguments[:1] == ["cache"]:
         return _cache(arguments[1:])
@@ -46,6 +47,8 @@ def _run(arguments: list[str]) -> int:
         arguments, script_args = arguments[:cut], arguments[cut + 1 :]
     if not arguments:
         return run_job(Options(args=script_args))
+    import argparse  # only when there are options to read: most jobs have none
+
     parser = argparse.ArgumentParser(prog="python -m runner", description="Run one oSPARC job.", epilog=EPILOG)
     parser.add_argument("--entrypoint", help="script to run, relative to the code folder (default: discovered)")
     parser.add_argument("--timeout", type=float, help="seconds before the script is stopped (RUNNER_TIMEOUT)")
@@ -56,6 +59,10 @@ def _run(arguments: list[str]) -> int:
 
 
 def _cache(arguments: list[str]) -> int:
+    import argparse
+    import json
+    import time
+
     from runner.cache import DEFAULT_MAX_AGE_DAYS, Cache, default_cache_root, human_size
 
     parser = argparse.ArgumentParser(prog="python -m runner cache", description="Inspect or clean the overlay cache.")

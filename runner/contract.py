@@ -8,23 +8,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import BadInput
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 INPUTS = 5
 OUTPUTS = 4
 LOGS = "logs"
 
 
-@dataclass(frozen=True)
 class Contract:
-    input_folder: Path
-    output_folder: Path
-    inputs: tuple[Path, ...]
-    outputs: tuple[Path, ...]
+    __slots__ = ("input_folder", "inputs", "output_folder", "outputs")
+
+    def __init__(self, input_folder: Path, output_folder: Path, inputs: tuple[Path, ...], outputs: tuple[Path, ...]):
+        self.input_folder = input_folder
+        self.output_folder = output_folder
+        self.inputs = inputs
+        self.outputs = outputs
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Contract:

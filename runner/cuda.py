@@ -9,7 +9,6 @@ which is how ML images grow to 15-19 GB and then fail at import.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from runner.base import BaseEnvironment, CondaPackage
 from runner.requirements import Requirement, canonical_name
@@ -55,12 +54,14 @@ GUARD_FIX = (
 )
 
 
-@dataclass(frozen=True)
 class Duplicate:
-    wheel: str
-    version: str
-    duplicates: str
-    via: str = ""
+    __slots__ = ("duplicates", "version", "via", "wheel")
+
+    def __init__(self, wheel: str, version: str, duplicates: str, via: str = "") -> None:
+        self.wheel = wheel
+        self.version = version
+        self.duplicates = duplicates
+        self.via = via
 
     def describe(self) -> str:
         text = f"{self.wheel} {self.version}".strip()

@@ -7,17 +7,13 @@ found instead of guessing.
 
 from __future__ import annotations
 
-import logging
 import shutil
-import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.archive import UnsafeArchive, unpack
 from runner.errors import BadInput
-
-log = logging.getLogger("runner")
+from runner.logs import log
 
 REQUIREMENTS = "requirements.txt"
 ENTRY_NAME = "main.py"
@@ -25,10 +21,12 @@ SKIPPED_DIRS = frozenset({"__pycache__", "__MACOSX", "site-packages", "node_modu
 MAX_LISTED = 8
 
 
-@dataclass
 class CodeFolder:
-    path: Path
-    work: Path | None  # a temporary folder we made (and remove) for unpacked archives
+    __slots__ = ("path", "work")
+
+    def __init__(self, path: Path, work: Path | None) -> None:
+        self.path = path
+        self.work = work  # a temporary folder we made (and remove) for unpacked archives
 
     def cleanup(self) -> None:
         if self.work is not None:
@@ -42,6 +40,8 @@ def prepare_code(source: Path, work_root: str | None) -> CodeFolder:
     )
     if not archives:
         return CodeFolder(source, None)
+    import tempfile  # only for jobs that ship a zip
+
     if work_root:
         Path(work_root).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="runner-code-", dir=work_root))

@@ -7,31 +7,34 @@ exactly once (through us) and a forwarded SIGTERM also reaches whatever it start
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType
-from typing import Any, BinaryIO
 
-log = logging.getLogger("runner")
+from runner.logs import log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+    from types import FrameType
+    from typing import Any, BinaryIO
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
 
-@dataclass(frozen=True)
 class Outcome:
-    exit_code: int
-    returncode: int
-    seconds: float
-    timed_out: bool
-    signals: tuple[str, ...]
+    __slots__ = ("exit_code", "returncode", "seconds", "signals", "timed_out")
+
+    def __init__(self, exit_code: int, returncode: int, seconds: float, timed_out: bool, signals: tuple[str, ...]):
+        self.exit_code = exit_code
+        self.returncode = returncode
+        self.seconds = seconds
+        self.timed_out = timed_out
+        self.signals = signals
 
 
 class LogTee:

@@ -8,17 +8,11 @@ summary written whatever happened, so a failed job still says why in its logs.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING
 
 from runner import __version__
 from runner.archive import zip_folder
@@ -26,24 +20,38 @@ from runner.contract import Contract, child_environment
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
 from runner.errors import EXIT_TIMEOUT, BadInput, OutputError, RunnerError
 from runner.execute import execute
-from runner.logs import attach_log_file, detach_log_file
+from runner.logs import log
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from runner.overlay import Overlay
+    from collections.abc import Mapping
+    from types import FrameType
 
-log = logging.getLogger("runner")
+    from runner.overlay import Overlay
 
 RUNNER_ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = "run.json"
 RUN_LOG = "run.log"
 
 
-@dataclass
 class Options:
-    entrypoint: str | None = None
-    timeout: float | None = None
-    policy: str | None = None
-    args: list[str] = field(default_factory=list)
+    """What the command line may set on top of the environment."""
+
+    def __init__(
+        self,
+        entrypoint: str | None = None,
+        timeout: float | None = None,
+        policy: str | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        self.entrypoint = entrypoint
+        self.timeout = timeout
+        self.policy = policy
+        self.args = list(args or [])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class Terminated(Exception):
@@ -57,8 +65,7 @@ def _terminate(number: int, _frame: FrameType | None) -> None:
 def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if environ is None else environ)
     started = time.monotonic()
-    started_at = datetime.now(UTC)
-    summary: dict[str, object] = {"runner": __version__, "started_at": started_at.isoformat(timespec="seconds")}
+    summary: dict[str, object] = {"runner": __version__, "started_at": _now()}
     durations: dict[str, float] = {}
     contract: Contract | None = None
     code: CodeFolder | None = None
@@ -68,7 +75,7 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
     try:
         contract = Contract.from_environ(env)
         contract.prepare_outputs()
-        attach_log_file(contract.logs / RUN_LOG)
+        log.attach(contract.logs / RUN_LOG)
         exit_code, code, overlay = _run(options, env, contract, summary, durations, started)
     except RunnerError as error:
         exit_code = error.exit_code
@@ -86,7 +93,7 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
             code.cleanup()
     if contract is not None and contract.logs.is_dir():
         exit_code = _finish(contract, summary, durations, started, exit_code)
-    detach_log_file()
+    log.detach()
     return exit_code
 
 
@@ -228,7 +235,7 @@ def _finish(
             "status": _status(exit_code, summary),
             "outputs": outputs,
             "durations": {name: round(seconds, 3) for name, seconds in durations.items()},
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "finished_at": _now(),
         }
     )
     try:

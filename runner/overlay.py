@@ -21,23 +21,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import cuda
 from runner.base import BaseEnvironment
 from runner.cache import MARKER, Cache, FileLock, write_atomically
 from runner.errors import BadInput, OverlayError
+from runner.logs import log
 from runner.requirements import InvalidRequirement, Requirement, RequirementSet, canonical_name, parse_requirement
 from runner.uv import Uv, summarize
-
-log = logging.getLogger("runner")
 
 FORMAT = 1
 PROTECT = "protect"
@@ -59,13 +56,15 @@ def policy_from(environ: Mapping[str, str], given: str | None = None) -> str:
     return policy
 
 
-@dataclass(frozen=True)
 class Conflict:
-    requirement: str
-    package: str
-    locked: str
-    where: str = ""
-    needed_by: str = ""
+    __slots__ = ("locked", "needed_by", "package", "requirement", "where")
+
+    def __init__(self, requirement: str, package: str, locked: str, where: str = "", needed_by: str = "") -> None:
+        self.requirement = requirement
+        self.package = package
+        self.locked = locked
+        self.where = where
+        self.needed_by = needed_by
 
     def describe(self) -> str:
         who = f"{self.where}: " if self.where else ""
@@ -76,33 +75,44 @@ class Conflict:
         )
 
 
-@dataclass
 class Plan:
     """What the overlay must add, decided from requirements.txt and the base before any uv call."""
 
-    requirements: RequirementSet
-    policy: str
-    satisfied: dict[str, str] = field(default_factory=dict)  # base packages the file names and the base satisfies
-    conflicts: list[Conflict] = field(default_factory=list)
-    needed: bool = False
+    def __init__(self, requirements: RequirementSet, policy: str) -> None:
+        self.requirements = requirements
+        self.policy = policy
+        self.satisfied: dict[str, str] = {}  # base packages that requirements.txt names and the base satisfies
+        self.conflicts: list[Conflict] = []
+        self.needed = False
 
     @property
     def shadowed(self) -> frozenset[str]:
         return frozenset(canonical_name(c.package) for c in self.conflicts) if self.policy == OVERRIDE else frozenset()
 
 
-@dataclass
 class Overlay:
-    key: str
-    folder: Path
-    python: Path
-    venv: Path
-    packages: list[dict[str, object]]
-    shadowed: list[str]
-    reused: bool
-    seconds: float
-    lock_text: str
-    use_lock: FileLock | None = None
+    """A complete overlay, held in use (shared lock) until `release`."""
+
+    def __init__(
+        self,
+        key: str,
+        folder: Path,
+        packages: list[dict[str, object]],
+        shadowed: list[str],
+        reused: bool,
+        seconds: float,
+        lock_text: str,
+    ) -> None:
+        self.key = key
+        self.folder = folder
+        self.venv = folder / "venv"
+        self.python = self.venv / "bin" / "python"
+        self.packages = packages
+        self.shadowed = shadowed
+        self.reused = reused
+        self.seconds = seconds
+        self.lock_text = lock_text
+        self.use_lock: FileLock | None = None
 
     def release(self) -> None:
         if self.use_lock is not None:
@@ -217,18 +227,15 @@ def _reuse(cache: Cache, key: str, started: float) -> Overlay | None:
         os.utime(cache.marker(key))  # last use, for `cache prune`
     packages = data.get("packages")
     shadowed = data.get("shadowed")
+    lock_file = folder / "requirements.lock.txt"
     overlay = Overlay(
-        key=key,
-        folder=folder,
-        python=python,
-        venv=folder / "venv",
-        packages=packages if isinstance(packages, list) else [],
-        shadowed=shadowed if isinstance(shadowed, list) else [],
-        reused=True,
-        seconds=time.monotonic() - started,
-        lock_text=(folder / "requirements.lock.txt").read_text(encoding="utf-8")
-        if (folder / "requirements.lock.txt").exists()
-        else "",
+        key,
+        folder,
+        packages if isinstance(packages, list) else [],
+        shadowed if isinstance(shadowed, list) else [],
+        True,
+        time.monotonic() - started,
+        lock_file.read_text(encoding="utf-8") if lock_file.exists() else "",
     )
     log.info("overlay %s reused (%d packages)", key, len(overlay.packages))
     return overlay
@@ -302,7 +309,7 @@ def _build(
         raise
     names = ", ".join(f"{p['name']} {p['version']}" for p in recorded)
     log.info("overlay %s built in %.1f s: %s", key, seconds, names or "nothing to add")
-    return Overlay(key, folder, venv / "bin" / "python", venv, recorded, sorted(shadowed), False, seconds, lock_text)
+    return Overlay(key, folder, recorded, sorted(shadowed), False, seconds, lock_text)
 
 
 def _resolve(
@@ -360,13 +367,15 @@ def _site_packages(venv: Path) -> Path:
     return venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
 
 
-@dataclass(frozen=True)
 class LockedPackage:
-    name: str
-    version: str
-    url: str | None
-    hashes: tuple[str, ...]
-    via: tuple[str, ...]
+    __slots__ = ("hashes", "name", "url", "version", "via")
+
+    def __init__(self, name: str, version: str, url: str | None, hashes: tuple[str, ...], via: tuple[str, ...]) -> None:
+        self.name = name
+        self.version = version
+        self.url = url
+        self.hashes = hashes
+        self.via = via
 
 
 def parse_lock(text: str) -> list[LockedPackage]:
@@ -417,11 +426,13 @@ def parse_lock(text: str) -> list[LockedPackage]:
     return packages
 
 
-@dataclass(frozen=True)
 class InstalledDistribution:
-    name: str
-    version: str
-    requires: tuple[str, ...]
+    __slots__ = ("name", "requires", "version")
+
+    def __init__(self, name: str, version: str, requires: tuple[str, ...]) -> None:
+        self.name = name
+        self.version = version
+        self.requires = requires
 
 
 def _installed(site_packages: Path) -> dict[str, InstalledDistribution]:

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import BadInput
@@ -42,17 +41,28 @@ class InvalidRequirement(ValueError):
     pass
 
 
-@dataclass(frozen=True)
 class Requirement:
     """One PEP 508 requirement, e.g. `torch[extra]>=2.4 ; sys_platform == "linux"`."""
 
-    name: str
-    extras: tuple[str, ...] = ()
-    specifier: str = ""
-    url: str | None = None
-    marker: str | None = None
-    hashes: tuple[str, ...] = ()
-    where: str = ""
+    __slots__ = ("extras", "hashes", "marker", "name", "specifier", "url", "where")
+
+    def __init__(
+        self,
+        name: str,
+        extras: tuple[str, ...] = (),
+        specifier: str = "",
+        url: str | None = None,
+        marker: str | None = None,
+        hashes: tuple[str, ...] = (),
+        where: str = "",
+    ) -> None:
+        self.name = name
+        self.extras = extras
+        self.specifier = specifier
+        self.url = url
+        self.marker = marker
+        self.hashes = hashes
+        self.where = where
 
     @property
     def key(self) -> str:
@@ -149,14 +159,16 @@ def parse_requirement(text: str, where: str = "") -> Requirement:
     return Requirement(name, extras, specifier, url, marker, (), where)
 
 
-@dataclass(frozen=True)
 class DirectReference:
     """A bare path or URL line (`./wheels/tool-1.0-py3-none-any.whl`, `-e ./src`); name unknown until built."""
 
-    target: str
-    editable: bool = False
-    marker: str | None = None
-    where: str = ""
+    __slots__ = ("editable", "marker", "target", "where")
+
+    def __init__(self, target: str, editable: bool = False, marker: str | None = None, where: str = "") -> None:
+        self.target = target
+        self.editable = editable
+        self.marker = marker
+        self.where = where
 
     @property
     def is_local(self) -> bool:
@@ -167,21 +179,21 @@ class DirectReference:
         return text + (f" ; {self.marker}" if self.marker else "")
 
 
-@dataclass
 class RequirementSet:
     """Everything read from a requirements.txt and the files it includes with -r/-c."""
 
-    path: Path
-    files: list[Path] = field(default_factory=list)
-    requirements: list[Requirement] = field(default_factory=list)
-    direct: list[DirectReference] = field(default_factory=list)
-    constraints: list[Requirement] = field(default_factory=list)
-    index_url: str | None = None
-    extra_index_urls: list[str] = field(default_factory=list)
-    find_links: list[str] = field(default_factory=list)
-    no_index: bool = False
-    uv_flags: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files: list[Path] = []
+        self.requirements: list[Requirement] = []
+        self.direct: list[DirectReference] = []
+        self.constraints: list[Requirement] = []
+        self.index_url: str | None = None
+        self.extra_index_urls: list[str] = []
+        self.find_links: list[str] = []
+        self.no_index = False
+        self.uv_flags: list[str] = []
+        self.ignored: list[str] = []
 
     @property
     def is_empty(self) -> bool:
@@ -241,7 +253,7 @@ def read_requirements(
     path: Path, environ: Mapping[str, str] | None = None, display_root: Path | None = None
 ) -> RequirementSet:
     """Parse `path` (and what it includes); every problem is a BadInput naming the file and line."""
-    result = RequirementSet(path=path)
+    result = RequirementSet(path)
     _Reader(result, os.environ if environ is None else environ, display_root or path.parent).read(
         path, constraints=False
     )

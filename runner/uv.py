@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import OverlayError
+from runner.logs import log
 
-log = logging.getLogger("runner")
 
-
-@dataclass(frozen=True)
 class UvResult:
-    args: tuple[str, ...]
-    returncode: int
-    output: str
+    __slots__ = ("args", "output", "returncode")
+
+    def __init__(self, args: tuple[str, ...], returncode: int, output: str) -> None:
+        self.args = args
+        self.returncode = returncode
+        self.output = output
 
 
 def find_uv(environ: Mapping[str, str]) -> Path:
