@@ -101,7 +101,7 @@ CUDA_WHEEL_CONDA_PACKAGES: dict[str, tuple[str, ...]] = {
     "cuda-cupti": ("cuda-cupti",),
     "cuda-nvcc": ("cuda-nvcc", "cuda-nvcc-tools"),
     "cuda-nvrtc": ("cuda-nvrtc",),
-    "cuda-runtime": ("cuda-cudart",),
+    "cuda-runtime": ("cuda-cudart", "cuda-runtime"),
     "cudnn": ("cudnn", "libcudnn"),
     "cudss": ("libcudss",),
     "cufft": ("libcufft",),
@@ -115,6 +115,10 @@ CUDA_WHEEL_CONDA_PACKAGES: dict[str, tuple[str, ...]] = {
     "nvshmem": ("nvshmem", "libnvshmem"),
     "nvtx": ("cuda-nvtx",),
 }
+
+# Conda packages whose presence means a prefix takes its CUDA user-space libraries from conda
+# (then any CUDA runtime wheel over it is a second stack, whether or not it repeats one library).
+CONDA_CUDA_MARKERS = ("cuda-version", "cudnn", "cuda-cudart", "libcublas", "nccl", "cuda-runtime", "cudatoolkit")
 
 _CUDA_WHEEL = re.compile(r"^nvidia-(?P<library>[a-z0-9-]+?)-cu(?P<major>\d+)$")
 

@@ -10,7 +10,8 @@ when the installer rewrote a prefix placeholder or wrote a link). From those:
 - files: modified (hash or type differs), missing, and unexpected (in the prefix, owned by no
   package; `conda-meta/`, the installer's `CACHEDIR.TAG` and Python byte-code caches excepted);
 - an overlay folder (a runner's venv over the prefix): its distributions, CUDA runtime wheels
-  that duplicate the conda CUDA libraries, and distributions that shadow the prefix's own.
+  (`nvidia-*-cu1x`) that duplicate a conda CUDA library or add a second CUDA stack next to the
+  prefix's conda one (what the runner's guard refuses), and distributions that shadow the prefix's.
 
 Hashing is streamed (whole small files, 1 MiB chunks of large ones) and spread over a thread pool
 in batches of files (hashlib releases the GIL while it hashes); one worker hashes inline.
@@ -36,7 +37,7 @@ from rattler import Subdir
 
 from cli.audit.findings import Finding
 from cli.audit.readers import CONDA, LockedPackage, from_record
-from cli.cuda import conda_packages_for_cuda_wheel, cuda_wheel_library
+from cli.cuda import CONDA_CUDA_MARKERS, conda_packages_for_cuda_wheel, cuda_wheel_library
 from cli.errors import UserError
 from cli.lockfile import locked_records, read_lock
 from cli.workspace import Workspace
@@ -117,7 +118,8 @@ class Distribution:
 class OverlayReport:
     folder: Path
     distributions: list[Distribution] = field(default_factory=list)
-    duplicate_cuda: list[tuple[Distribution, tuple[str, ...]]] = field(default_factory=list)
+    # (wheel, the conda packages it competes with, how)
+    duplicate_cuda: list[tuple[Distribution, tuple[str, ...], str]] = field(default_factory=list)
     cuda_wheels: list[Distribution] = field(default_factory=list)
     shadowed: list[tuple[Distribution, Distribution]] = field(default_factory=list)
 
@@ -126,7 +128,9 @@ class OverlayReport:
             "folder": str(self.folder),
             "distributions": [d.as_dict() for d in self.distributions],
             "cuda_wheels": [d.as_dict() for d in self.cuda_wheels],
-            "duplicate_cuda": [{"wheel": d.as_dict(), "conda_packages": list(p)} for d, p in self.duplicate_cuda],
+            "duplicate_cuda": [
+                {"wheel": d.as_dict(), "conda_packages": list(p), "relation": how} for d, p, how in self.duplicate_cuda
+            ],
             "shadowed": [{"overlay": o.as_dict(), "prefix": b.as_dict()} for o, b in self.shadowed],
         }
 
@@ -179,12 +183,12 @@ class PrefixAudit:
             detail = f"{problem.detail}{owner}".strip()
             found.append(Finding(f"file-{problem.problem}", problem.path, detail))
         if self.overlay is not None:
-            for wheel, packages in self.overlay.duplicate_cuda:
+            for wheel, packages, how in self.overlay.duplicate_cuda:
                 found.append(
                     Finding(
                         "overlay-duplicate-cuda",
                         wheel.name,
-                        f"{wheel.version} in {wheel.location} duplicates conda {', '.join(packages)}",
+                        f"{wheel.version} in {wheel.location}: {how} {', '.join(packages)}",
                     )
                 )
             for over, base in self.overlay.shadowed:
@@ -497,6 +501,7 @@ def audit_overlay(folder: Path, prefix: Path, installed: list[LockedPackage]) ->
         raise UserError("overlay folder does not exist", path=folder, fix="pass the runner's overlay venv folder")
     report = OverlayReport(folder, read_distributions(folder))
     conda_names = {p.name for p in installed}
+    conda_stack = tuple(name for name in CONDA_CUDA_MARKERS if name in conda_names)
     base = {d.name: d for d in read_distributions(prefix, "lib/python*/site-packages/*.dist-info")}
     for dist in report.distributions:
         wheel = cuda_wheel_library(dist.name)
@@ -504,7 +509,9 @@ def audit_overlay(folder: Path, prefix: Path, installed: list[LockedPackage]) ->
             report.cuda_wheels.append(dist)
             present = tuple(sorted(p for p in conda_packages_for_cuda_wheel(wheel[0]) if p in conda_names))
             if present:
-                report.duplicate_cuda.append((dist, present))
+                report.duplicate_cuda.append((dist, present, "duplicates conda"))
+            elif conda_stack:
+                report.duplicate_cuda.append((dist, conda_stack, "a second CUDA stack next to conda"))
         if dist.name in base:
             report.shadowed.append((dist, base[dist.name]))
     return report

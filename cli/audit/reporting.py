@@ -79,13 +79,13 @@ def print_prefix_audit(out: Console, audit: PrefixAudit) -> None:
         table.add_column("Distribution")
         table.add_column("Version")
         table.add_column("Note", overflow="fold")
-        duplicates = {d.name: packages for d, packages in overlay.duplicate_cuda}
+        duplicates = {d.name: f"{how} {', '.join(packages)}" for d, packages, how in overlay.duplicate_cuda}
         shadowed = {o.name: b for o, b in overlay.shadowed}
         cuda = {d.name for d in overlay.cuda_wheels}
         for dist in overlay.distributions:
             notes = []
             if dist.name in duplicates:
-                notes.append(f"duplicates conda {', '.join(duplicates[dist.name])}")
+                notes.append(duplicates[dist.name])
             elif dist.name in cuda:
                 notes.append("CUDA runtime wheel")
             if dist.name in shadowed:

@@ -258,15 +258,20 @@ def test_overlay_cuda_wheels_next_to_conda_cuda_libraries_are_flagged(
     overlay = make_overlay(
         tmp_path / "overlay",
         ("nvidia-cudnn-cu12", "9.1.0.70"),  # the prefix has conda's cudnn: a second copy
-        ("nvidia-cublas-cu12", "12.4.5.8"),  # no conda libcublas in this prefix: listed, not a duplicate
+        ("nvidia-cublas-cu12", "12.4.5.8"),  # no conda libcublas here, but a second stack next to conda's
         ("numpy", "2.0.0"),
     )
     outcome = run_audit(
         capsys, "prefix", "pytorch", prefix, "--manifest-path", audited_workspace, "--overlay", overlay, "--json"
     )
     assert outcome.code == 1
-    assert checks(outcome.stdout) == {("overlay-duplicate-cuda", "nvidia-cudnn-cu12")}
-    assert "duplicates conda cudnn" in findings(outcome.stdout)[0]["detail"]
+    assert checks(outcome.stdout) == {
+        ("overlay-duplicate-cuda", "nvidia-cudnn-cu12"),
+        ("overlay-duplicate-cuda", "nvidia-cublas-cu12"),
+    }
+    details = {f["subject"]: f["detail"] for f in findings(outcome.stdout)}
+    assert "duplicates conda cudnn" in details["nvidia-cudnn-cu12"]
+    assert "a second CUDA stack next to conda cuda-version, cudnn" in details["nvidia-cublas-cu12"]
     report = json.loads(outcome.stdout)["overlay"]
     assert [d["name"] for d in report["cuda_wheels"]] == ["nvidia-cublas-cu12", "nvidia-cudnn-cu12"]
     human = run_audit(capsys, "prefix", "pytorch", prefix, "--manifest-path", audited_workspace, "--overlay", overlay)
@@ -284,4 +289,13 @@ def test_overlay_distribution_shadowing_the_prefix_is_flagged(tmp_path: Path) ->
     ]
     report = audit_overlay(overlay, prefix, installed)
     assert [(o.name, o.version, b.version) for o, b in report.shadowed] == [("torch", "2.6.0", "2.5.0")]
-    assert [(d.name, packages) for d, packages in report.duplicate_cuda] == [("nvidia-nccl-cu12", ("nccl",))]
+    assert [(d.name, packages, how) for d, packages, how in report.duplicate_cuda] == [
+        ("nvidia-nccl-cu12", ("nccl",), "duplicates conda")
+    ]
+
+
+def test_cuda_wheels_over_a_cpu_prefix_are_only_listed(tmp_path: Path) -> None:
+    overlay = make_overlay(tmp_path / "overlay", ("nvidia-cublas-cu12", "12.4.5.8"))
+    report = audit_overlay(overlay, tmp_path, [LockedPackage("conda", "python", "3.12.0", "h0_0_cpython")])
+    assert [d.name for d in report.cuda_wheels] == ["nvidia-cublas-cu12"]
+    assert report.duplicate_cuda == []
