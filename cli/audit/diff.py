@@ -18,6 +18,7 @@ from rattler import Version
 from rattler.exceptions import InvalidVersionError
 
 from cli.audit.readers import PYPI, LockedPackage, LockSnapshot, Packages, read_snapshot
+from cli.errors import UserError
 
 ADDED = "added"
 REMOVED = "removed"
@@ -209,12 +210,31 @@ def _environment_pairs(old: LockSnapshot, new: LockSnapshot, environments: list[
     return pairs
 
 
+def _check_selection(
+    old: LockSnapshot, new: LockSnapshot, environments: list[str] | None, platforms: list[str] | None
+) -> None:
+    """An --environment or --platform that neither lock has is a typo, not "no change"."""
+    known_envs = sorted(set(old.packages) | set(new.packages))
+    for name in environments or []:
+        if name not in known_envs:
+            raise UserError(
+                f"neither lock has an environment '{name}'", path=new.path, fix=f"known: {', '.join(known_envs)}"
+            )
+    known_platforms = sorted({p for _, p in old.selections()} | {p for _, p in new.selections()})
+    for name in platforms or []:
+        if name not in known_platforms:
+            raise UserError(
+                f"neither lock has a platform '{name}'", path=new.path, fix=f"known: {', '.join(known_platforms)}"
+            )
+
+
 def diff_snapshots(
     old: LockSnapshot,
     new: LockSnapshot,
     environments: list[str] | None = None,
     platforms: list[str] | None = None,
 ) -> LockDiff:
+    _check_selection(old, new, environments, platforms)
     sections: list[SelectionDiff] = []
     channel_changes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     for old_env, new_env in _environment_pairs(old, new, environments):

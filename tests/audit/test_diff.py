@@ -120,6 +120,16 @@ def test_unreadable_input_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_path
     assert "nothing.lock: no such lock file" in outcome.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--environment", "cuda", "neither lock has an environment 'cuda'"), ("--platform", "linux-aarch64", "platform")],
+)
+def test_unknown_selection_is_exit_2(capsys: pytest.CaptureFixture[str], option: str, value: str, message: str) -> None:
+    outcome = run_audit(capsys, "diff", V6, V7, option, value)
+    assert outcome.code == 2
+    assert message in outcome.stderr
+
+
 # --- two fixture locks that differ in known ways ----------------------------------------------
 
 
