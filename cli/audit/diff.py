@@ -19,6 +19,7 @@ from rattler.exceptions import InvalidVersionError
 
 from cli.audit.readers import PYPI, LockedPackage, LockSnapshot, Packages, read_snapshot
 from cli.errors import UserError
+from cli.workspace import canonical_channel_url
 
 ADDED = "added"
 REMOVED = "removed"
@@ -158,6 +159,14 @@ def location(url: str) -> str:
     return url
 
 
+def channel_url(channel: str) -> str:
+    """`conda-forge` (as old locks and conda-lock name it) and its URL alike, without the trailing slash."""
+    try:
+        return canonical_channel_url(channel).rstrip("/")
+    except Exception:  # rattler refuses some strings; compare those as written
+        return channel.rstrip("/")
+
+
 def _hashes_differ(old: LockedPackage, new: LockedPackage) -> bool:
     if old.sha256 and new.sha256:
         return old.sha256.lower() != new.sha256.lower()
@@ -240,8 +249,8 @@ def diff_snapshots(
     for old_env, new_env in _environment_pairs(old, new, environments):
         old_platforms = old.packages.get(old_env, {})
         new_platforms = new.packages.get(new_env, {})
-        old_channels = tuple(c.rstrip("/") for c in old.channels.get(old_env, ()))
-        new_channels = tuple(c.rstrip("/") for c in new.channels.get(new_env, ()))
+        old_channels = tuple(channel_url(c) for c in old.channels.get(old_env, ()))
+        new_channels = tuple(channel_url(c) for c in new.channels.get(new_env, ()))
         if old_channels and new_channels and old_channels != new_channels:
             channel_changes[new_env] = (old_channels, new_channels)
         for platform in sorted(set(old_platforms) | set(new_platforms)):

@@ -241,3 +241,11 @@ def test_fixture_diff_as_markdown_and_table(evolution: Evolution) -> None:
     table = run_cli("audit", "diff", evolution.old / "pixi.lock", "pixi.lock", cwd=evolution.new)
     assert table.code == 1
     assert "1 added, 1 removed, 1 upgraded, 1 downgraded, 2 rebuilt, 0 moved" in table.stdout
+
+
+def test_channel_names_and_urls_compare_alike() -> None:
+    """v4 and conda-lock files name `conda-forge`; newer locks write its URL: that is no channel change."""
+    diff = diff_files(V4, V6, environments=["default"], platforms=["linux-64"])
+    assert diff.channel_changes == {}
+    other = diff_files(V4, V5, environments=["default"], platforms=["linux-64"])
+    assert other.channel_changes["default"][1][0] == "https://conda.anaconda.org/pytorch"
