@@ -1,0 +1,327 @@
+"""Deterministic tar layers: the same entries give the same bytes, whatever the machine, umask or clock.
+
+A layer is a list of `Entry` (directory, file or symlink) with its owner and mode stated
+outright. `write_layer` sorts the entries, adds every missing parent directory, sets each
+mtime to SOURCE_DATE_EPOCH, leaves user and group names empty (numeric ids only, so no
+unpacker maps them through its own /etc/passwd), writes no atime, ctime or xattrs, and
+compresses with a fixed gzip header (no file name, mtime 0). The sha256 of the tar is the
+layer's diff_id, the sha256 of the compressed bytes its blob digest.
+
+Hard links are written as regular files: whether an installer hard-linked two files
+depends on its package cache, not on the lock.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from cli.errors import UserError
+
+CHUNK = 1 << 20
+GZIP_LEVEL = 6
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+EXEC_MODE = 0o755
+
+MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+Kind = Literal["dir", "file", "symlink"]
+
+
+class Compression(StrEnum):
+    """How layers are stored: gzip (the default, what registries expect) or none (byte-identical everywhere)."""
+
+    gzip = "gzip"
+    none = "none"
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPE_LAYER_GZIP if self is Compression.gzip else MEDIA_TYPE_LAYER
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tar member; `path` is relative and POSIX (`etc/passwd`), content from `data` or the file `source`."""
+
+    path: str
+    kind: Kind
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    data: bytes | None = None
+    source: Path | None = None
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        clean = normalize_member_name(self.path)
+        if clean != self.path or not clean:
+            raise ValueError(f"layer path must be relative and normalised: {self.path!r}")
+
+    @property
+    def sort_key(self) -> bytes:
+        return self.path.encode("utf-8", "surrogateescape")
+
+    def size(self) -> int:
+        if self.kind != "file":
+            return 0
+        if self.data is not None:
+            return len(self.data)
+        assert self.source is not None
+        return self.source.stat().st_size
+
+
+def normalize_member_name(name: str) -> str:
+    """`./etc/passwd`, `/etc/passwd/` and `etc//passwd` all name `etc/passwd`."""
+    parts = [p for p in PurePosixPath("/" + name).parts[1:] if p not in ("", ".")]
+    return "/".join(parts)
+
+
+def directory(path: str, *, mode: int = DIR_MODE, uid: int = 0, gid: int = 0) -> Entry:
+    return Entry(path, "dir", mode, uid, gid)
+
+
+def file_bytes(path: str, data: bytes, *, mode: int = FILE_MODE, uid: int = 0, gid: int = 0) -> Entry:
+    return Entry(path, "file", mode, uid, gid, data=data)
+
+
+def file_copy(path: str, source: Path, *, mode: int | None = None, uid: int = 0, gid: int = 0) -> Entry:
+    """A file from disk; its mode is 0755 if any execute bit is set, else 0644, unless `mode` is given."""
+    if mode is None:
+        mode = normal_mode(source.stat().st_mode)
+    return Entry(path, "file", mode, uid, gid, source=source)
+
+
+def symlink(path: str, target: str, *, uid: int = 0, gid: int = 0) -> Entry:
+    return Entry(path, "symlink", 0o777, uid, gid, target=target)
+
+
+def normal_mode(st_mode: int) -> int:
+    """Modes that do not depend on the umask: 0755 for directories and executables, 0644 otherwise."""
+    if stat.S_ISDIR(st_mode) or st_mode & 0o111:
+        return EXEC_MODE
+    return FILE_MODE
+
+
+def tree_entries(
+    root: Path,
+    prefix: str,
+    *,
+    uid: int = 0,
+    gid: int = 0,
+    skip: Callable[[Path], bool] | None = None,
+) -> list[Entry]:
+    """Everything under `root` placed under `prefix` (which is included as a directory), modes normalised."""
+    entries = [directory(prefix, uid=uid, gid=gid)]
+    for current, dirnames, filenames in os.walk(root):
+        here = Path(current)
+        dirnames.sort()
+        kept = []
+        for name in dirnames:
+            path = here / name
+            if skip is not None and skip(path):
+                continue
+            if path.is_symlink():  # os.walk lists a symlink to a directory among directories
+                filenames.append(name)
+                continue
+            kept.append(name)
+            entries.append(directory(_inside(prefix, root, path), uid=uid, gid=gid))
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            path = here / name
+            if skip is not None and skip(path):
+                continue
+            entries.append(_entry_for(path, _inside(prefix, root, path), uid, gid))
+    return entries
+
+
+def _inside(prefix: str, root: Path, path: Path) -> str:
+    return f"{prefix}/{path.relative_to(root).as_posix()}"
+
+
+def _entry_for(path: Path, member: str, uid: int, gid: int) -> Entry:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return symlink(member, os.readlink(path), uid=uid, gid=gid)
+    if stat.S_ISREG(info.st_mode):
+        return Entry(member, "file", normal_mode(info.st_mode), uid, gid, source=path)
+    if stat.S_ISDIR(info.st_mode):
+        return directory(member, uid=uid, gid=gid)
+    raise UserError(f"cannot put this file type into an image layer: {stat.filemode(info.st_mode)}", path=path)
+
+
+def complete(entries: Iterable[Entry], known: Mapping[str, Entry] | None = None) -> list[Entry]:
+    """Sorted, each path once, with every parent directory present before its children.
+
+    A parent not given is written as the layers below have it (`known`: path -> directory
+    entry), or as 0755 root when they do not have it: an upper layer that names a directory
+    replaces its owner and mode, so it must repeat them.
+    """
+    known = known or {}
+    by_path: dict[str, Entry] = {}
+    for entry in entries:
+        seen = by_path.get(entry.path)
+        if seen is not None and seen != entry:
+            raise ValueError(f"two different entries for {entry.path}: {seen} and {entry}")
+        by_path[entry.path] = entry
+    for path in list(by_path):
+        parent = PurePosixPath(path).parent
+        while str(parent) != ".":
+            key = str(parent)
+            seen = by_path.get(key)
+            if seen is None:
+                by_path[key] = known.get(key) or directory(key)
+            elif seen.kind != "dir":
+                raise ValueError(f"{key} is both a {seen.kind} and a parent directory")
+            parent = parent.parent
+    return sorted(by_path.values(), key=lambda e: e.sort_key)
+
+
+class _HashingSink:
+    """A write-only file object that hashes and counts what passes through to `target` (if any)."""
+
+    def __init__(self, target: _HashingSink | gzip.GzipFile | object | None) -> None:
+        self.target = target
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        if self.target is not None:
+            self.target.write(data)  # type: ignore[attr-defined]
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        flush = getattr(self.target, "flush", None)
+        if flush is not None:
+            flush()
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A written layer: `path` holds the blob, named by nothing yet (the caller files it by digest)."""
+
+    path: Path
+    digest: str  # sha256:<hex> of the blob as stored
+    diff_id: str  # sha256:<hex> of the uncompressed tar
+    size: int
+    media_type: str
+    uncompressed_size: int
+    members: list[Entry]
+
+    def directories(self) -> dict[str, Entry]:
+        return {entry.path: entry for entry in self.members if entry.kind == "dir"}
+
+
+def tar_info(entry: Entry, epoch: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(entry.path)
+    info.mode = entry.mode
+    info.uid = entry.uid
+    info.gid = entry.gid
+    info.uname = ""
+    info.gname = ""
+    info.mtime = epoch
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.target
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = entry.size()
+    return info
+
+
+def write_tar(
+    entries: Iterable[Entry], sink: object, epoch: int, known: Mapping[str, Entry] | None = None
+) -> list[Entry]:
+    """Write the completed, sorted entries as a PAX tar stream to `sink`; returns the members written."""
+    members = complete(entries, known)
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+        for entry in members:
+            info = tar_info(entry, epoch)
+            if entry.kind != "file":
+                archive.addfile(info)
+            elif entry.data is not None:
+                archive.addfile(info, _BytesReader(entry.data))
+            else:
+                assert entry.source is not None
+                with entry.source.open("rb") as handle:
+                    archive.addfile(info, handle)
+                if entry.source.stat().st_size != info.size:
+                    raise UserError("file changed while it was packed into a layer", path=entry.source)
+    return members
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size < 0 else self.offset + size
+        chunk = self.data[self.offset : end]
+        self.offset += len(chunk)
+        return chunk
+
+
+def write_layer(
+    entries: Iterable[Entry],
+    folder: Path,
+    epoch: int,
+    compression: Compression,
+    known: Mapping[str, Entry] | None = None,
+) -> LayerBlob:
+    """Write one layer blob into `folder` (a temporary name), hashing the tar and the blob as they stream."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=folder)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            blob = _HashingSink(handle)
+            if compression is Compression.gzip:
+                with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=blob, mtime=0) as zipped:
+                    tar = _HashingSink(zipped)
+                    members = write_tar(entries, tar, epoch, known)
+            else:
+                tar = blob
+                members = write_tar(entries, tar, epoch, known)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return LayerBlob(
+        path=path,
+        digest=f"sha256:{blob.hexdigest()}",
+        diff_id=f"sha256:{tar.hexdigest()}",
+        size=blob.size,
+        media_type=compression.media_type,
+        uncompressed_size=tar.size,
+        members=members,
+    )
+
+
+def tar_bytes(entries: Iterable[Entry], epoch: int, known: Mapping[str, Entry] | None = None) -> bytes:
+    """The uncompressed tar of `entries` in memory (small archives and tests)."""
+    import io
+
+    buffer = io.BytesIO()
+    write_tar(entries, buffer, epoch, known)
+    return buffer.getvalue()
