@@ -286,8 +286,7 @@ def _build(
                 "the overlay still conflicts with the base after shadowing",
                 "pin compatible versions in requirements.txt",
             )
-        installed = _installed(_site_packages(venv))
-        recorded = _record(packages, installed)
+        recorded = _record(packages, _site_packages(venv))
         seconds = time.monotonic() - started
         marker = {
             "format": FORMAT,
@@ -410,6 +409,8 @@ def parse_lock(text: str) -> list[LockedPackage]:
             url = None
             if not rest and " @ " in line:
                 name, _, url = line.partition(" @ ")
+            elif not rest:
+                name, url = "", line  # a bare path or URL: the name is known once it is installed
             current = {"name": name.strip(), "version": rest.strip(), "url": url, "hashes": [], "via": []}
         elif current is not None and line.startswith("--hash="):
             current["hashes"].append(line[len("--hash=") :])  # type: ignore[attr-defined]
@@ -427,12 +428,13 @@ def parse_lock(text: str) -> list[LockedPackage]:
 
 
 class InstalledDistribution:
-    __slots__ = ("name", "requires", "version")
+    __slots__ = ("name", "requires", "source", "version")
 
-    def __init__(self, name: str, version: str, requires: tuple[str, ...]) -> None:
+    def __init__(self, name: str, version: str, requires: tuple[str, ...], source: str | None = None) -> None:
         self.name = name
         self.version = version
         self.requires = requires
+        self.source = source  # the URL it was installed from, for direct references
 
 
 def _installed(site_packages: Path) -> dict[str, InstalledDistribution]:
@@ -461,7 +463,15 @@ def _read_metadata(path: Path) -> InstalledDistribution | None:
                 version = value.strip()
             elif header == "Requires-Dist":
                 requires.append(value.strip())
-    return InstalledDistribution(name, version, tuple(requires)) if name else None
+    if not name:
+        return None
+    source = None
+    direct_url = path.parent / "direct_url.json"
+    if direct_url.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(direct_url.read_text(encoding="utf-8"))
+            source = data.get("url") if isinstance(data, dict) else None
+    return InstalledDistribution(name, version, tuple(requires), source if isinstance(source, str) else None)
 
 
 def transitive_conflicts(
@@ -509,17 +519,20 @@ def transitive_conflicts(
     return list(conflicts.values())
 
 
-def _record(packages: list[LockedPackage], installed: dict[str, InstalledDistribution]) -> list[dict[str, object]]:
-    """The overlay's packages as the summary records them: name, version, hashes (sha256 of the wheel/sdist)."""
+def _record(packages: list[LockedPackage], site_packages: Path) -> list[dict[str, object]]:
+    """What the overlay holds, as the summary records it: name, version, and the sha256 hashes of the
+    archives from the lock, or for a package installed from a path or URL that source (PEP 610)."""
+    locked = {canonical_name(p.name): p for p in packages if p.name}
     records = []
-    for package in packages:
-        dist = installed.get(canonical_name(package.name))
+    for key, dist in sorted(_installed(site_packages).items()):
+        package = locked.get(key)
         record: dict[str, object] = {
-            "name": dist.name if dist else package.name,
-            "version": dist.version if dist else package.version,
-            "hashes": list(package.hashes),
+            "name": dist.name,
+            "version": dist.version,
+            "hashes": list(package.hashes) if package else [],
         }
-        if package.url:
-            record["url"] = package.url
+        url = package.url if package and package.url else dist.source
+        if url:
+            record["url"] = url
         records.append(record)
     return records

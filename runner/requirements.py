@@ -221,24 +221,43 @@ class RequirementSet:
         return "".join(line + "\n" for line in sorted(c.line() for c in self.constraints))
 
     def normalized(self) -> str:
-        """A canonical text of what the overlay must contain; order of requirement lines and comments do not count."""
+        """A canonical text of what the overlay must contain; order of requirement lines and comments do not count.
+
+        Local paths are written relative to requirements.txt's folder: the same code unpacked
+        from a zip lands in a new temporary folder on every run and must keep its overlay.
+        """
         parts = ["[sources]", *self.source_args(), "[requirements]", self.requirements_in()]
         parts += ["[constraints]", self.constraints_in(), "[local files]", *self._local_digests()]
-        return "\n".join(parts)
+        root = str(self.path.parent.resolve())
+        return "\n".join(parts).replace(root + os.sep, "./").replace(root, ".")
 
     def _local_digests(self) -> list[str]:
-        """Contents of local wheels and find-links folders, so a changed file gives a new overlay."""
+        """Contents of local packages and find-links folders, so a changed file gives a new overlay."""
         digests = []
-        for reference in self.direct:
-            path = Path(reference.target.removeprefix("file://")) if reference.is_local else None
-            if path is not None and path.is_file() and not reference.editable:
-                digests.append(f"{reference.target} {_file_digest(path)}")
+        targets = [r.target for r in self.direct if r.is_local and not r.editable]
+        targets += [r.url for r in self.requirements if r.url and r.url.startswith("file:")]
+        for target in targets:
+            path = Path(target.removeprefix("file://"))
+            if path.is_file():
+                digests.append(f"{target} {_file_digest(path)}")
+            elif path.is_dir():
+                digests.append(f"{target} {_tree_digest(path)}")
         for link in self.find_links:
             folder = Path(link.removeprefix("file://"))
             if (not _URL_SCHEME.match(link) or link.startswith("file:")) and folder.is_dir():
                 listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
                 digests.append(f"{link} {hashlib.sha256(repr(listing).encode()).hexdigest()}")
         return digests
+
+
+def _tree_digest(folder: Path) -> str:
+    """A local package's sources (hidden files and caches left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in relative.parts):
+            digest.update(f"{relative.as_posix()} {_file_digest(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def _file_digest(path: Path) -> str:
