@@ -1,0 +1,336 @@
+"""The base of an image: an OCI archive (its layers, diff_ids and environment, kept as they are) or a rootfs tar.
+
+A rootfs tarball becomes one layer with its bytes unchanged: uncompressed, or gzip as
+given. Either way the files the common layer extends (`/etc/passwd`, `/etc/group`,
+`/etc/shadow`, `/etc/gshadow`) are read from the base as a container would see them:
+the last layer wins and whiteouts delete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cli.errors import UserError
+from cli.oci.layout import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor
+from cli.oci.tarball import (
+    MEDIA_TYPE_LAYER,
+    MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_ZSTD,
+    Entry,
+    directory,
+    normalize_member_name,
+)
+
+ACCOUNT_FILES = ("etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ARCHITECTURE = "amd64"
+OS = "linux"
+CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+# Docker's layer media types name the same bytes as OCI's; an OCI manifest must use OCI's.
+LAYER_TYPES = {
+    MEDIA_TYPE_LAYER: MEDIA_TYPE_LAYER,
+    MEDIA_TYPE_LAYER_GZIP: MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_ZSTD: MEDIA_TYPE_LAYER_ZSTD,
+    "application/vnd.docker.image.rootfs.diff.tar": MEDIA_TYPE_LAYER,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": MEDIA_TYPE_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": MEDIA_TYPE_LAYER_ZSTD,
+}
+
+
+@dataclass(frozen=True)
+class AccountFile:
+    """A base file the common layer rewrites, with the owner and mode it must keep."""
+
+    path: str
+    data: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    layers: list[Descriptor]
+    diff_ids: list[str]
+    env: list[str]
+    history: list[dict[str, Any]]
+    files: dict[str, AccountFile] = field(default_factory=dict)
+    # The base's image config (`config` of its config blob): labels, ports, ... that FROM would inherit.
+    config: dict[str, Any] = field(default_factory=dict)
+    directories: dict[str, Entry] = field(default_factory=dict)
+    description: str = ""
+
+    def env_value(self, key: str) -> str | None:
+        for item in self.env:
+            name, _, value = item.partition("=")
+            if name == key:
+                return value
+        return None
+
+
+def import_base(path: Path, store: BlobStore) -> BaseImage:
+    """Copy the base's layers into `store` and read what the image above needs from it."""
+    if not path.is_file():
+        raise UserError("no such base", path=path, fix="give an OCI archive or a rootfs tarball")
+    names = _member_names(path)
+    if "oci-layout" in names and "index.json" in names:
+        return _import_oci_archive(path, store)
+    if "manifest.json" in names and any(n.endswith("/layer.tar") for n in names):
+        raise UserError(
+            "this is a docker-archive (`docker save` of docker < 25), not an OCI archive",
+            path=path,
+            fix=f"convert it: skopeo copy docker-archive:{path} oci-archive:base-oci.tar",
+        )
+    return _import_rootfs(path, store)
+
+
+def _member_names(path: Path) -> set[str]:
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            return {normalize_member_name(name) for name in archive.getnames()}
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise UserError(
+            f"not a tar archive: {error}", path=path, fix="give an OCI archive or a (gzip) rootfs tarball"
+        ) from error
+
+
+def _compression_of(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+def _import_rootfs(path: Path, store: BlobStore) -> BaseImage:
+    with path.open("rb") as handle:
+        kind = _compression_of(handle.read(4))
+    if kind == "zstd" or (kind == "none" and not _plain_tar(path)):
+        raise UserError(
+            "a rootfs tarball must be an uncompressed or gzip tar",
+            path=path,
+            fix="decompress it, or recompress it with gzip",
+        )
+    blob_hash = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            blob_hash.update(chunk)
+    digest = f"sha256:{blob_hash.hexdigest()}"
+    media_type = MEDIA_TYPE_LAYER_GZIP if kind == "gzip" else MEDIA_TYPE_LAYER
+    with path.open("rb") as handle:
+        layer = store.copy_stream(handle, digest, media_type)
+    diff_id = digest if kind == "none" else _diff_id(store.path(digest), kind)
+    files, folders = read_base_facts([(store.path(digest), kind)], source=path)
+    return BaseImage(
+        layers=[layer],
+        diff_ids=[diff_id],
+        env=[f"PATH={DEFAULT_PATH}"],
+        history=[],
+        files=files,
+        directories=folders,
+        description=f"rootfs tarball {digest}",
+    )
+
+
+def _plain_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path, "r:"):
+            return True
+    except tarfile.TarError:
+        return False
+
+
+def _diff_id(blob: Path, kind: str) -> str:
+    digest = hashlib.sha256()
+    with _open_layer(blob, kind) as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+@contextmanager
+def _open_layer(blob: Path, kind: str) -> Iterator[IO[bytes]]:
+    """The uncompressed tar stream of a layer blob."""
+    with blob.open("rb") as raw:
+        if kind == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                yield stream  # type: ignore[misc]
+        elif kind == "zstd":
+            try:
+                import zstandard
+            except ImportError as error:
+                raise UserError(
+                    "the base has a zstd layer and the Python module zstandard is not installed",
+                    fix="pip install zstandard, or convert the base: skopeo copy --dest-compress-format gzip ...",
+                ) from error
+            with zstandard.ZstdDecompressor().stream_reader(raw) as stream:
+                yield stream
+        else:
+            yield raw
+
+
+def read_base_facts(layers: list[tuple[Path, str]], source: Path) -> tuple[dict[str, AccountFile], dict[str, Entry]]:
+    """/etc/passwd and friends, and every directory, as the merged layers show them.
+
+    Later layers win and whiteouts delete, as in a container's root filesystem.
+    """
+    files: dict[str, AccountFile] = {}
+    folders: dict[str, Entry] = {}
+
+    def forget(path: str, itself: bool) -> None:
+        for known in (files, folders):
+            for key in [k for k in known if k.startswith(f"{path}/") or (itself and k == path)]:
+                del known[key]
+
+    for blob, kind in layers:
+        with _open_layer(blob, kind) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+            for member in archive:
+                name = normalize_member_name(member.name)
+                if not name:
+                    continue
+                folder, _, base_name = name.rpartition("/")
+                if base_name == ".wh..wh..opq":
+                    forget(folder, itself=False)
+                    continue
+                if base_name.startswith(".wh."):
+                    forget(f"{folder}/{base_name[4:]}" if folder else base_name[4:], itself=True)
+                    continue
+                if member.isdir():
+                    folders[name] = directory(name, mode=member.mode & 0o7777, uid=member.uid, gid=member.gid)
+                    continue
+                folders.pop(name, None)
+                if name not in ACCOUNT_FILES:
+                    continue
+                if not member.isfile():
+                    raise UserError(
+                        f"/{name} in the base is not a regular file", path=source, fix="use a base with a plain /{name}"
+                    )
+                handle = archive.extractfile(member)
+                assert handle is not None
+                files[name] = AccountFile(name, handle.read(), member.mode & 0o7777, member.uid, member.gid)
+    return files, folders
+
+
+def _import_oci_archive(path: Path, store: BlobStore) -> BaseImage:
+    with tarfile.open(path, "r:*") as archive:
+        members = {normalize_member_name(m.name): m for m in archive.getmembers() if m.isfile()}
+
+        def read_blob(digest: str) -> bytes:
+            member = members.get(f"blobs/{digest.replace(':', '/', 1)}")
+            if member is None:
+                raise UserError(f"the OCI archive has no blob {digest}", path=path, fix="export the base again")
+            handle = archive.extractfile(member)
+            assert handle is not None
+            data = handle.read()
+            if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+                raise UserError(f"blob {digest} does not match its digest", path=path, fix="export the base again")
+            return data
+
+        index = _json(read_file(archive, members, "index.json", path), path, "index.json")
+        manifest_descriptor = _pick_manifest(index, read_blob, path)
+        manifest = _json(read_blob(manifest_descriptor["digest"]), path, "the manifest")
+        config = _json(read_blob(manifest["config"]["digest"]), path, "the image config")
+        if config.get("architecture", ARCHITECTURE) != ARCHITECTURE or config.get("os", OS) != OS:
+            raise UserError(
+                f"the base is {config.get('os')}/{config.get('architecture')}, not {OS}/{ARCHITECTURE}",
+                path=path,
+                fix="export the linux/amd64 variant of the base",
+            )
+        layers: list[Descriptor] = []
+        kinds: list[tuple[Path, str]] = []
+        for layer in manifest.get("layers", []):
+            media_type = LAYER_TYPES.get(layer.get("mediaType", ""))
+            if media_type is None:
+                raise UserError(
+                    f"unsupported base layer type {layer.get('mediaType')!r}",
+                    path=path,
+                    fix="use a base whose layers are plain OCI or docker layers",
+                )
+            member = members.get(f"blobs/{layer['digest'].replace(':', '/', 1)}")
+            if member is None:
+                raise UserError(f"the OCI archive has no blob {layer['digest']}", path=path, fix="export it again")
+            handle = archive.extractfile(member)
+            assert handle is not None
+            try:
+                layers.append(store.copy_stream(handle, layer["digest"], media_type))
+            except ValueError as error:
+                raise UserError(str(error), path=path, fix="export the base again") from error
+            kind = "gzip" if media_type == MEDIA_TYPE_LAYER_GZIP else "zstd" if media_type.endswith("zstd") else "none"
+            kinds.append((store.path(layer["digest"]), kind))
+    diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+    if len(diff_ids) != len(layers):
+        raise UserError(
+            f"the base config lists {len(diff_ids)} diff_ids for {len(layers)} layers", path=path, fix="export it again"
+        )
+    image_config = config.get("config") or {}
+    history = list(config.get("history") or [])
+    files, folders = read_base_facts(kinds, source=path)
+    return BaseImage(
+        layers=layers,
+        diff_ids=diff_ids,
+        env=list(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"]),
+        history=history,
+        config=dict(image_config),
+        files=files,
+        directories=folders,
+        description=f"OCI image {manifest_descriptor['digest']}",
+    )
+
+
+def read_file(archive: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, path: Path) -> bytes:
+    member = members.get(name)
+    if member is None:
+        raise UserError(f"the OCI archive has no {name}", path=path, fix="export the base again")
+    handle = archive.extractfile(member)
+    assert handle is not None
+    return handle.read()
+
+
+def _json(data: bytes, path: Path, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+    except ValueError as error:
+        raise UserError(f"{what} is not JSON: {error}", path=path, fix="export the base again") from error
+    if not isinstance(document, dict):
+        raise UserError(f"{what} is not a JSON object", path=path, fix="export the base again")
+    return document
+
+
+def _pick_manifest(index: dict[str, Any], read_blob: Any, path: Path) -> dict[str, Any]:
+    """The one linux/amd64 image manifest of the index, looking one level into a nested index."""
+    candidates = list(index.get("manifests") or [])
+    for _ in range(2):
+        images = [m for m in candidates if m.get("mediaType") in (MEDIA_TYPE_MANIFEST, DOCKER_MANIFEST)]
+        nested = [m for m in candidates if m.get("mediaType") in (MEDIA_TYPE_INDEX, DOCKER_LIST)]
+        matching = [m for m in images if _is_target(m)]
+        if len(matching) == 1:
+            return matching[0]
+        if len(images) == 1 and not nested:
+            return images[0]
+        if images or len(nested) != 1:
+            break
+        candidates = list(_json(read_blob(nested[0]["digest"]), path, "the nested index").get("manifests") or [])
+    raise UserError(
+        "cannot pick one linux/amd64 image in the OCI archive's index.json",
+        path=path,
+        fix=f"export a single image: skopeo copy --override-arch {ARCHITECTURE} docker://<base> oci-archive:base.tar",
+    )
+
+
+def _is_target(descriptor: dict[str, Any]) -> bool:
+    platform = descriptor.get("platform")
+    if not platform:
+        return False
+    return bool(platform.get("os") == OS and platform.get("architecture") == ARCHITECTURE)

@@ -1,0 +1,249 @@
+"""`build_oci_image`: one flavor image assembled from pixi.lock as an OCI layout tar, without a daemon.
+
+Layers, in the order of the docker path: the base (unchanged), the common layer (scu,
+entrypoint, runner, uv), the flavor environment, the service layer (service.cli/). Every
+byte follows from the inputs: the lock, the workspace's files, the base, uv, and
+SOURCE_DATE_EPOCH (the commit time of pixi.lock unless given), so the same commit gives the
+same manifest digest on any machine with the same tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli.errors import UserError
+from cli.flavors import get_flavor
+from cli.images.freshness import check_fresh
+from cli.images.plan import FlavorSpec
+from cli.installer import default_cache_dir
+from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
+from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
+from cli.oci.environment import PLATFORM, environment_entries, stage_environment
+from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
+from cli.oci.service import image_env, image_labels, iso_time, service_entries
+from cli.oci.tarball import Compression, Entry, write_layer
+from cli.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
+CREATED_BY = "osparc-ml-runners `cli build --engine oci`"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    role: str  # base, common, environment, service
+    digest: str
+    diff_id: str
+    size: int
+    media_type: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "digest": self.digest,
+            "diff_id": self.diff_id,
+            "size": self.size,
+            "media_type": self.media_type,
+        }
+
+
+@dataclass(frozen=True)
+class OciBuildResult:
+    flavor: str
+    image: str
+    output: Path
+    manifest_digest: str
+    config_digest: str
+    layers: list[LayerInfo]
+    archive_size: int
+    environment_size: int
+    source_date_epoch: int
+    seconds: float
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def layer(self, role: str) -> LayerInfo:
+        return next(layer for layer in self.layers if layer.role == role)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "flavor": self.flavor,
+            "image": self.image,
+            "output": str(self.output),
+            "manifest_digest": self.manifest_digest,
+            "config_digest": self.config_digest,
+            "layers": [layer.as_json() for layer in self.layers],
+            "archive_size": self.archive_size,
+            "environment_size": self.environment_size,
+            "source_date_epoch": self.source_date_epoch,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> list[str]:
+        """What the CLI prints: the archive, its manifest digest, and one line per layer."""
+        lines = [
+            f"built {self.image} (oci) -> {self.output}",
+            f"manifest {self.manifest_digest}",
+            f"size {_mb(self.archive_size)} (environment on disk {_mb(self.environment_size)}), "
+            f"SOURCE_DATE_EPOCH={self.source_date_epoch}, {self.seconds:.1f} s",
+        ]
+        lines += [f"  {layer.role:12} {layer.digest}  {_mb(layer.size)}" for layer in self.layers]
+        return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def git_lock_epoch(workspace: Workspace) -> int | None:
+    """The commit time of pixi.lock, or None outside git or before the lock is committed."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(workspace.root), "log", "-1", "--format=%ct", "--", workspace.lock_path.name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    text = done.stdout.strip()
+    return int(text) if done.returncode == 0 and text.isdigit() else None
+
+
+def resolve_epoch(workspace: Workspace, explicit: int | None = None) -> int:
+    """The given epoch, else $SOURCE_DATE_EPOCH, else pixi.lock's commit time, else 0 (never a file's mtime)."""
+    if explicit is not None:
+        if explicit < 0:
+            raise UserError(f"SOURCE_DATE_EPOCH must not be negative: {explicit}")
+        return explicit
+    configured = os.environ.get(EPOCH_VARIABLE, "").strip()
+    if configured:
+        if not configured.isdigit():
+            raise UserError(
+                f"{EPOCH_VARIABLE}={configured!r} is not a number of seconds", fix="set it to e.g. $(date +%s)"
+            )
+        return int(configured)
+    committed = git_lock_epoch(workspace)
+    if committed is not None:
+        return committed
+    log.warning("%s is not committed in git: SOURCE_DATE_EPOCH defaults to 0", workspace.lock_path)
+    return 0
+
+
+def build_oci_image(
+    workspace: Workspace,
+    flavor_name: str,
+    base: Path,
+    output: Path,
+    *,
+    source_date_epoch: int | None = None,
+    cache_dir: Path | None = None,
+    compression: Compression = Compression.gzip,
+    uv: Path | None = None,
+) -> OciBuildResult:
+    """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar."""
+    started = time.perf_counter()
+    flavor = get_flavor(workspace, flavor_name)
+    spec = FlavorSpec.load(workspace, flavor)
+    check_fresh(workspace, [spec])  # the docker path's refusal of a stale lock, export or generated file
+    sources = CommonSources.find(workspace.root, uv)
+    epoch = resolve_epoch(workspace, source_date_epoch)
+    cache = cache_dir or default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    # Staging next to the package cache, so that py-rattler hard-links rather than copies.
+    work = Path(tempfile.mkdtemp(prefix=".oci-build-", dir=cache))
+    try:
+        store = BlobStore(work / "layout")
+        base_image = import_base(base.absolute(), store)
+        layers = [LayerInfo("base", d.digest, diff, d.size, d.media_type) for d, diff in _base_pairs(base_image)]
+        descriptors = list(base_image.layers)
+        directories = dict(base_image.directories)  # what an implicit parent directory must repeat
+
+        def add(role: str, entries: list[Entry]) -> None:
+            blob = write_layer(entries, work, epoch, compression, directories)
+            directories.update(blob.directories())
+            descriptors.append(store.adopt(blob.path, blob.digest, blob.media_type))
+            layers.append(LayerInfo(role, blob.digest, blob.diff_id, blob.size, blob.media_type))
+            log.info("%s layer %s: %d entries, %d bytes", role, blob.digest, len(blob.members), blob.size)
+
+        add("common", common_entries(base_image, sources, epoch))
+        staged = stage_environment(workspace, flavor.name, work / "stage", cache)
+        add("environment", environment_entries(workspace, staged))
+        environment_size = staged.disk_size()
+        remove_tree(staged.stage)
+        add("service", service_entries(spec))
+        labels = image_labels(workspace, spec, epoch)
+        config = store.put_json(image_config(base_image, flavor.name, labels, layers, epoch), MEDIA_TYPE_CONFIG)
+        manifest = store.put_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_MANIFEST,
+                "config": config.as_json(),
+                "layers": [d.as_json() for d in descriptors],
+            },
+            MEDIA_TYPE_MANIFEST,
+        )
+        size = pack_layout(store, manifest, config, descriptors, spec.metadata.image, output, epoch)
+    finally:
+        remove_tree(work)
+    return OciBuildResult(
+        flavor=flavor.name,
+        image=spec.metadata.image,
+        output=output,
+        manifest_digest=manifest.digest,
+        config_digest=config.digest,
+        layers=layers,
+        archive_size=size,
+        environment_size=environment_size,
+        source_date_epoch=epoch,
+        seconds=time.perf_counter() - started,
+        labels=labels,
+    )
+
+
+def _base_pairs(base: BaseImage) -> list[tuple[Descriptor, str]]:
+    return list(zip(base.layers, base.diff_ids, strict=True))
+
+
+def image_config(
+    base: BaseImage, flavor: str, labels: dict[str, str], layers: list[LayerInfo], epoch: int
+) -> dict[str, Any]:
+    created = iso_time(epoch)
+    ours = {
+        "common": "common layer: user scu, entrypoint, runner, uv",
+        "environment": f"environment '{flavor}' from pixi.lock ({PLATFORM})",
+        "service": "service.cli/ and labels",
+    }
+    history = list(base.history)
+    if sum(1 for item in history if not item.get("empty_layer")) != len(base.layers):
+        history = []  # a history that does not match the layers would confuse `docker history`
+    if not history:
+        history = [{"created": created, "created_by": f"{CREATED_BY}: base {base.description}"} for _ in base.layers]
+    history += [
+        {"created": created, "created_by": f"{CREATED_BY}: {ours[layer.role]}"}
+        for layer in layers
+        if layer.role in ours
+    ]
+    inherited = {key: value for key, value in base.config.items() if key not in ("Env", "Labels")}
+    return {
+        "created": created,
+        "architecture": ARCHITECTURE,
+        "os": OS,
+        "config": {
+            **inherited,  # what FROM keeps of the base (exposed ports, volumes, stop signal, ...)
+            "Env": image_env(base.env, flavor, DEFAULT_PATH),
+            "Entrypoint": list(ENTRYPOINT),
+            "Cmd": list(CMD),
+            "WorkingDir": WORKING_DIR,
+            "Labels": {**(base.config.get("Labels") or {}), **labels},
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": history,
+    }

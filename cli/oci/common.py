@@ -1,0 +1,150 @@
+"""The common layer: what common/Dockerfile adds to the base, identical for every flavor.
+
+The user `scu` (UID/GID 8004, home /home/scu) appended to the base's /etc/passwd and
+/etc/group (and /etc/shadow, /etc/gshadow when the base has them), the mount points and
+the runner cache owned by scu, the entrypoint, the runner package and uv. Nothing here
+depends on the flavor, so both flavors carry the same blob.
+
+The constants are kept in step with common/Dockerfile; a test compares them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli.errors import UserError
+from cli.oci.base import BaseImage
+from cli.oci.tarball import Entry, directory, file_bytes, file_copy, tree_entries
+
+USER = "scu"
+UID = 8004
+GID = 8004
+HOME = "/home/scu"
+INPUT_FOLDER = "/input"
+OUTPUT_FOLDER = "/output"
+RUNNER_HOME = "/opt/runner"
+RUNNER_CACHE_DIR = "/var/cache/osparc-runner"
+CONDA_ROOT = "/opt/conda"
+ENTRYPOINT_DIR = "/usr/local/lib/osparc-runner"
+ENTRYPOINT_FILES = ("entrypoint.sh", "entrypoint_lib.sh")
+ENTRYPOINT = ["/bin/sh", f"{ENTRYPOINT_DIR}/entrypoint.sh"]
+CMD = ["run"]
+WORKING_DIR = HOME
+TOOLS_DIR = "/usr/local/bin"
+LOGIN_SHELL = "/bin/sh"
+# ENV of common/Dockerfile, in its order.
+ENV = (
+    ("SC_USER_NAME", USER),
+    ("SC_USER_ID", str(UID)),
+    ("SC_USER_HOME", HOME),
+    ("INPUT_FOLDER", INPUT_FOLDER),
+    ("OUTPUT_FOLDER", OUTPUT_FOLDER),
+    ("RUNNER_HOME", RUNNER_HOME),
+    ("RUNNER_CACHE_DIR", RUNNER_CACHE_DIR),
+    ("UV_CACHE_DIR", f"{RUNNER_CACHE_DIR}/uv"),
+    ("MAMBA_ROOT_PREFIX", CONDA_ROOT),
+    ("LANG", "C.UTF-8"),
+    ("LC_ALL", "C.UTF-8"),
+)
+DEFAULT_ACCOUNTS = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/group": "root:x:0:\n",
+}
+
+
+@dataclass(frozen=True)
+class CommonSources:
+    """Where the common layer's files come from: the workspace (the docker build context) and the CLI's uv."""
+
+    runner: Path
+    entrypoint_dir: Path
+    uv: Path
+    uvx: Path | None
+
+    @classmethod
+    def find(cls, root: Path, uv: Path | None = None) -> CommonSources:
+        runner = root / "runner"
+        if not (runner / "__init__.py").is_file():
+            raise UserError("no runner package here", path=runner, fix="build from the runner repository's root")
+        entrypoint_dir = root / "common"
+        for name in ENTRYPOINT_FILES:
+            if not (entrypoint_dir / name).is_file():
+                raise UserError("missing", path=entrypoint_dir / name, fix="restore it from the runner repository")
+        uv = uv or find_uv()
+        uvx = uv.with_name("uvx")
+        return cls(runner, entrypoint_dir, uv, uvx if uvx.is_file() else None)
+
+
+def find_uv() -> Path:
+    """The uv executable of the CLI's own environment (the `uv` package), else the one on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return Path(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found is None:
+        raise UserError("no uv executable found", fix="install the CLI's dependencies (pip install uv)")
+    return Path(found)
+
+
+def account_line_name(line: str) -> str:
+    return line.split(":", 1)[0]
+
+
+def with_account(text: str, line: str) -> bytes:
+    """`text` without any earlier entry of the same name, plus `line` at the end."""
+    name = account_line_name(line)
+    kept = [existing for existing in text.splitlines() if existing and account_line_name(existing) != name]
+    return ("\n".join([*kept, line]) + "\n").encode("utf-8")
+
+
+def account_entries(base: BaseImage, epoch: int) -> list[Entry]:
+    """/etc/passwd and /etc/group (always) and /etc/shadow, /etc/gshadow (if the base has them) with scu added."""
+    days = epoch // 86400
+    lines = {
+        "etc/passwd": f"{USER}:x:{UID}:{GID}::{HOME}:{LOGIN_SHELL}",
+        "etc/group": f"{USER}:x:{GID}:",
+        "etc/shadow": f"{USER}:!:{days}:0:99999:7:::",
+        "etc/gshadow": f"{USER}:!::",
+    }
+    entries = []
+    for path, line in lines.items():
+        known = base.files.get(path)
+        if known is None and path not in DEFAULT_ACCOUNTS:
+            continue
+        if known is None:
+            entries.append(file_bytes(path, with_account(DEFAULT_ACCOUNTS[path], line)))
+            continue
+        try:
+            text = known.data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UserError(f"/{path} of the base is not UTF-8 text", fix="use another base") from error
+        entries.append(file_bytes(path, with_account(text, line), mode=known.mode, uid=known.uid, gid=known.gid))
+    return entries
+
+
+def _skip_cache(path: Path) -> bool:
+    return path.name == "__pycache__" or path.suffix == ".pyc"
+
+
+def common_entries(base: BaseImage, sources: CommonSources, epoch: int) -> list[Entry]:
+    entries = account_entries(base, epoch)
+    owned = {"uid": UID, "gid": GID}
+    entries += [
+        directory(HOME.lstrip("/"), **owned),
+        directory(INPUT_FOLDER.lstrip("/"), **owned),
+        directory(OUTPUT_FOLDER.lstrip("/"), **owned),
+        directory(RUNNER_CACHE_DIR.lstrip("/"), **owned),
+        directory(f"{CONDA_ROOT.lstrip('/')}/envs"),
+        file_copy(f"{TOOLS_DIR.lstrip('/')}/uv", sources.uv, mode=0o755),
+    ]
+    if sources.uvx is not None:
+        entries.append(file_copy(f"{TOOLS_DIR.lstrip('/')}/uvx", sources.uvx, mode=0o755))
+    for name in ENTRYPOINT_FILES:
+        entries.append(file_copy(f"{ENTRYPOINT_DIR.lstrip('/')}/{name}", sources.entrypoint_dir / name))
+    entries += tree_entries(sources.runner, f"{RUNNER_HOME.lstrip('/')}/runner", skip=_skip_cache)
+    return entries

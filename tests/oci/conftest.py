@@ -1,0 +1,225 @@
+"""Fixtures for the OCI engine: a channel with a prefix-placeholder package, a ready workspace, a tiny base rootfs.
+
+The workspace is the shared fixture workspace (pytorch + tensorflow on a local channel),
+locked, exported and generated, with the repository's common/ files and runner/ copied
+in as a maintainer's checkout has them. Its runner feature also depends on
+`prefixed-tool`, a package whose text files carry a build prefix placeholder, so a
+staging path leaking into the image would show.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.oci import OciBuildResult
+from tests.support.channel import build_channel, gpu_stack_packages
+from tests.support.workspace import write_workspace
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_FILES = ("common/Dockerfile", "common/entrypoint.sh", "common/entrypoint_lib.sh", "flavors/Dockerfile")
+PLACEHOLDER = "/opt/placehold_placehold_placehold_placehold_placehold_placehold_placehold_prefix"
+BASE_EPOCH = 1_700_000_000
+FLAVORS = ("pytorch", "tensorflow")
+TOOL_FILES = {
+    "etc/prefixed-tool.conf": f"prefix={PLACEHOLDER}\ndata={PLACEHOLDER}/share/prefixed-tool\n",
+    "bin/prefixed-tool": f"#!{PLACEHOLDER}/bin/python\nprint('prefixed-tool')\n",
+}
+
+
+def _tar_member(archive: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.mtime = BASE_EPOCH
+    archive.addfile(info, io.BytesIO(data))
+
+
+def write_prefixed_package(folder: Path) -> Path:
+    """A .tar.bz2 conda package whose files hold a text prefix placeholder (the assembler cannot write one)."""
+    index = {
+        "name": "prefixed-tool",
+        "version": "1.0.0",
+        "build": "h0_0",
+        "build_number": 0,
+        "depends": [],
+        "license": "MIT",
+        "subdir": "linux-64",
+        "arch": "x86_64",
+        "platform": "linux",
+        "timestamp": BASE_EPOCH * 1000,
+    }
+    paths = [
+        {
+            "_path": name,
+            "path_type": "hardlink",
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "size_in_bytes": len(text.encode()),
+            "prefix_placeholder": PLACEHOLDER,
+            "file_mode": "text",
+        }
+        for name, text in sorted(TOOL_FILES.items())
+    ]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        _tar_member(archive, "info/index.json", json.dumps(index).encode())
+        _tar_member(archive, "info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode())
+        _tar_member(archive, "info/files", "".join(f"{name}\n" for name in sorted(TOOL_FILES)).encode())
+        has_prefix = "".join(f"{PLACEHOLDER} text {name}\n" for name in sorted(TOOL_FILES))
+        _tar_member(archive, "info/has_prefix", has_prefix.encode())
+        for name, text in sorted(TOOL_FILES.items()):
+            _tar_member(archive, name, text.encode(), 0o755 if name.startswith("bin/") else 0o644)
+    target = folder / "linux-64" / "prefixed-tool-1.0.0-h0_0.tar.bz2"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(bz2.compress(buffer.getvalue()))
+    return target
+
+
+@pytest.fixture(scope="session")
+def oci_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    channel = tmp_path_factory.mktemp("oci-channel") / "gpu-forge"
+    write_prefixed_package(channel)
+    build_channel(channel, gpu_stack_packages())  # its index_fs indexes the prefixed package too
+    repodata = json.loads((channel / "linux-64" / "repodata.json").read_text())
+    assert "prefixed-tool-1.0.0-h0_0.tar.bz2" in repodata.get("packages", {}), "the fixture package was not indexed"
+    return channel
+
+
+def add_repository_files(root: Path) -> None:
+    """common/ files, flavors/Dockerfile and runner/ from this repository, as in a maintainer's checkout."""
+    for relative in IMAGE_FILES:
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / relative, target)
+    shutil.copytree(REPO / "runner", root / "runner", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def prepare_workspace(root: Path, channel: Path) -> Path:
+    """Write, lock, export and generate a fixture workspace ready for `build_oci_image`."""
+    from cli.exports import write_exports
+    from cli.images.generated import write_generated
+    from cli.locking import LockRequest, lock_workspace, write_result
+    from cli.workspace import load_workspace
+
+    write_workspace(root, channel.as_uri())
+    manifest = root / "pixi.toml"
+    manifest.write_text(manifest.read_text().replace('uv = "*"\n', 'uv = "*"\nprefixed-tool = "*"\n', 1))
+    add_repository_files(root)
+    workspace = load_workspace(root)
+    write_result(lock_workspace(workspace, LockRequest()))
+    write_exports(workspace)
+    write_generated(workspace)
+    return root
+
+
+@pytest.fixture(scope="session")
+def oci_template(tmp_path_factory: pytest.TempPathFactory, oci_channel: Path) -> Path:
+    return prepare_workspace(tmp_path_factory.mktemp("oci-ws") / "ws", oci_channel)
+
+
+def copy_workspace(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target, symlinks=True)
+    return target
+
+
+@pytest.fixture()
+def oci_workspace(tmp_path: Path, oci_template: Path) -> Path:
+    """A ready workspace of its own (a test may change it)."""
+    return copy_workspace(oci_template, tmp_path / "ws")
+
+
+BASE_FILES: dict[str, tuple[bytes, int]] = {
+    "etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644),
+    "etc/group": (b"root:x:0:\nshadow:x:42:\nnogroup:x:65534:\n", 0o644),
+    "etc/shadow": (b"root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n", 0o640),
+    "etc/os-release": (b'NAME="tiny test rootfs"\nID=tiny\n', 0o644),
+    "usr/share/tiny/README": (b"a base made by tests/oci\n", 0o644),
+}
+BASE_DIRS = {"bin": 0o755, "etc": 0o755, "tmp": 0o1777, "usr": 0o755, "usr/share": 0o755, "usr/share/tiny": 0o755}
+
+
+def make_rootfs(path: Path, extra: dict[str, bytes] | None = None, compress: bool = False) -> Path:
+    """A tiny rootfs tarball, byte-identical on every call (fixed mtimes, owners, order)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, mode in sorted(BASE_DIRS.items()):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            info.mtime = BASE_EPOCH
+            archive.addfile(info)
+        files = {**BASE_FILES, **{k: (v, 0o644) for k, v in (extra or {}).items()}}
+        for name, (data, mode) in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = BASE_EPOCH
+            info.gid = 42 if name == "etc/shadow" else 0
+            archive.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    if compress:
+        import gzip
+
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@dataclass(frozen=True)
+class Built:
+    """One image built by the session fixture: the result and the archive."""
+
+    result: OciBuildResult
+    archive: Path
+
+
+@pytest.fixture(scope="session")
+def built_images(tmp_path_factory: pytest.TempPathFactory, oci_template: Path) -> dict[str, Built]:
+    """Both flavors built once per session on the tiny rootfs (SOURCE_DATE_EPOCH from the default rule)."""
+    from cli.oci import build_oci_image
+    from cli.workspace import load_workspace
+
+    folder = tmp_path_factory.mktemp("oci-images")
+    base = make_rootfs(folder / "base.tar")
+    workspace = load_workspace(oci_template)
+    images = {}
+    for flavor in FLAVORS:
+        archive = folder / f"{flavor}.tar"
+        images[flavor] = Built(build_oci_image(workspace, flavor, base, archive, cache_dir=folder / "cache"), archive)
+    return images
+
+
+def read_layout(archive: Path) -> dict[str, bytes]:
+    """Every file of an image archive by name."""
+    with tarfile.open(archive) as bundle:
+        return {m.name: bundle.extractfile(m).read() for m in bundle.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def blob(files: dict[str, bytes], digest: str) -> bytes:
+    return files[f"blobs/sha256/{digest.split(':', 1)[1]}"]
+
+
+def json_blob(files: dict[str, bytes], digest: str) -> Any:
+    return json.loads(blob(files, digest))
+
+
+def layer_members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as layer:
+        return {m.name.rstrip("/"): m for m in layer.getmembers()}
+
+
+def layer_file(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as layer:
+        handle = layer.extractfile(name)
+        assert handle is not None, name
+        return handle.read()
