@@ -9,6 +9,7 @@ from __future__ import annotations
 EXIT_BAD_INPUT = 2
 EXIT_OVERLAY = 3
 EXIT_OUTPUT = 4
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in the runner itself
 EXIT_TIMEOUT = 124
 
 

@@ -18,7 +18,7 @@ from runner import __version__
 from runner.archive import zip_folder
 from runner.contract import Contract, child_environment
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
-from runner.errors import EXIT_TIMEOUT, BadInput, OutputError, RunnerError
+from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, OverlayError, RunnerError
 from runner.execute import execute
 from runner.logs import log
 
@@ -85,6 +85,18 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
         exit_code = 143 if isinstance(error, Terminated) else 130
         summary["error"] = "interrupted before the script ran"
         log.error("interrupted (%s) before the script ran", error or "SIGINT")
+    except Exception as error:
+        # A bug of ours must still end as a failed job with a reason and a summary, never as exit 0.
+        import traceback
+
+        traceback.print_exc()
+        exit_code = EXIT_INTERNAL
+        summary["error"] = f"internal error: {type(error).__name__}: {error}"
+        log.error(
+            "internal error: %s: %s (a runner bug: please report it with the traceback above)",
+            type(error).__name__,
+            error,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
         if overlay is not None:
@@ -123,6 +135,10 @@ def _run(
             durations["overlay"] = time.monotonic() - overlay_started
             if overlay is not None:
                 python = overlay.python
+                if os.path.isdir(os.path.join(sys.prefix, "conda-meta")):
+                    # The overlay's sys.prefix is its venv: packages that find their data through
+                    # the conda prefix (share/, etc/) must still find the base's.
+                    child_env.setdefault("CONDA_PREFIX", sys.prefix)
                 child_env["VIRTUAL_ENV"] = str(overlay.venv)
                 child_env["PATH"] = os.pathsep.join([str(overlay.venv / "bin"), child_env.get("PATH", os.defpath)])
         summary["python"] = str(python)
@@ -178,9 +194,13 @@ def _overlay(
         summary["overlay"] = {"key": None, "satisfied_by_base": the_plan.satisfied}
         return None
     executable = find_uv(env)
-    overlay = ensure_overlay(
-        the_plan, base, Cache(default_cache_root(env)), lambda transcript: Uv(executable, env, transcript)
-    )
+    cache = Cache(default_cache_root(env))
+    try:
+        overlay = ensure_overlay(the_plan, base, cache, lambda transcript: Uv(executable, env, transcript))
+    except OSError as error:
+        raise OverlayError(
+            f"overlay cache {cache.root}: {error.strerror or error}", "set RUNNER_CACHE_DIR to a writable folder"
+        ) from None
     summary["overlay"] = overlay.summary()
     summary["overlay_lock"] = overlay.lock_text
     return overlay

@@ -298,3 +298,13 @@ def test_summary_is_json_even_on_failure(job: Job, run_job: RunJob) -> None:
     run_job()
     summary = json.loads((job.output_folder / "logs" / "run.json").read_text())
     assert summary["exit_code"] == 2 and "no Python script" in summary["error"]
+
+
+def test_input_variables_set_by_the_caller_win(job: Job, run_job: RunJob, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data.txt").write_text("from elsewhere\n")
+    job.write("main.py", "import os\nprint(open(os.path.join(os.environ['INPUT_3'], 'data.txt')).read().strip())\n")
+    result = run_job(env={"INPUT_3": str(elsewhere)})
+    assert result.returncode == 0, result.stderr
+    assert "from elsewhere" in result.stdout

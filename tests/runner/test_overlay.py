@@ -413,3 +413,27 @@ def test_cuda_guard_override(job: Job, run_job: RunJob, conda_cuda_prefix: Path)
     result = run_job(env={"RUNNER_BASE_PREFIX": str(conda_cuda_prefix), "RUNNER_OVERLAY_POLICY": "override"})
     assert result.returncode == 0, result.stderr
     assert "installing duplicate CUDA libraries: nvidia-cudnn-cu12" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["environment", "requirements line"])
+def test_an_extra_index_url(job: Job, run_job: RunJob, simple_index: Path, how: str) -> None:
+    job.write("main.py", WHERE_SCRIPT)
+    if how == "environment":
+        job.write("requirements.txt", "userpkg\n")
+        env = {"UV_FIND_LINKS": "", "UV_EXTRA_INDEX_URL": simple_index.as_uri()}
+    else:
+        job.write("requirements.txt", f"--extra-index-url {simple_index.as_uri()}\nuserpkg\n")
+        env = {"UV_FIND_LINKS": ""}
+    result = run_job(env=env)
+    assert result.returncode == 0, result.stderr
+    assert "userpkg" in report(job)
+
+
+def test_an_unusable_cache_folder_is_one_line(job: Job, run_job: RunJob, tmp_path: Path) -> None:
+    job.write("main.py", WHERE_SCRIPT)
+    job.write("requirements.txt", "userpkg\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_job(env={"RUNNER_CACHE_DIR": str(blocker / "cache")})
+    assert result.returncode == 3
+    assert "RUNNER_CACHE_DIR" in error_line(result) and "Traceback" not in result.stderr
