@@ -72,11 +72,17 @@ class Uv:
             raise OverlayError(f"cannot start uv ({self.executable}): {error}", "check RUNNER_UV / PATH") from None
         lines = []
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.strip():
-                log.info("uv: %s", line.rstrip())
-        returncode = process.wait()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if line.strip():
+                    log.info("uv: %s", line.rstrip())
+            returncode = process.wait()
+        except BaseException:
+            # Interrupted (SIGINT/SIGTERM): do not leave uv writing into an overlay being removed.
+            process.kill()
+            process.wait()
+            raise
         output = "".join(lines)
         if self.transcript is not None:
             with self.transcript.open("a", encoding="utf-8") as handle:
