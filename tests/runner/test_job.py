@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -92,8 +93,9 @@ def test_an_uncaught_exception_is_a_failure(job: Job, run_job: RunJob) -> None:
 
 
 def _start(job: Job, env: dict[str, str], python: Path, **kwargs: object) -> subprocess.Popen[str]:
+    """Start the runner; a watchdog kills it after 60 s so a broken stream cannot hang the suite."""
     full = {**env, "INPUT_FOLDER": str(job.input_folder), "OUTPUT_FOLDER": str(job.output_folder)}
-    return subprocess.Popen(
+    process = subprocess.Popen(
         runner_command(python),
         cwd=REPO,
         env=full,
@@ -102,6 +104,10 @@ def _start(job: Job, env: dict[str, str], python: Path, **kwargs: object) -> sub
         text=True,
         **kwargs,  # type: ignore[call-overload]
     )
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.daemon = True
+    watchdog.start()
+    return process
 
 
 def test_stdout_streams_live(job: Job, runner_env: dict[str, str], base_env: BaseEnv, tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_overlay_sees_exactly_the_base_site_folders(job: Job, run_job: RunJob, b
         text=True,
         check=True,
     ).stdout.strip()
-    assert paths[0].endswith("venv/lib/python3.11/site-packages") or "/overlays/" in paths[0]
+    assert "/overlays/" in paths[0]
     assert paths[1:] == [str(base_env.site_packages)]
     assert interpreter_site not in paths
 
@@ -193,7 +193,7 @@ def test_concurrent_runs_build_one_overlay(
             "INPUT_FOLDER": str(job.input_folder),
             "OUTPUT_FOLDER": str(output),
             "UV_PAUSE_ON": "pip compile",
-            "UV_PAUSE_SECONDS": "1",
+            "UV_PAUSE_SECONDS": "2",
         }
         processes.append(
             subprocess.Popen(
