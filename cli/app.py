@@ -35,24 +35,12 @@ for _module in (lock, export, install, run, generate, build, version, audit):
 
 
 def main() -> None:
+    """Run the app; usage errors exit 2 (click's rule), UserError prints one line and exits 2."""
     try:
-        code = app(standalone_mode=False)
+        app()
     except UserError as error:
         typer.echo(f"error: {error.one_line()}", err=True)
         details = getattr(error, "details", None)
         if details:
             typer.echo(details, err=True)
         sys.exit(error.exit_code)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)

@@ -251,11 +251,6 @@ def test_channel_names_and_urls_compare_alike() -> None:
     assert other.channel_changes["default"][1][0] == "https://conda.anaconda.org/pytorch"
 
 
-@pytest.mark.xfail(
-    reason="cli/app.py catches click.ClickException, but typer 0.29 raises its vendored typer._click exceptions: "
-    "a usage error prints a traceback and exits 1 until app.py catches those too",
-    strict=False,
-)
 def test_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = run_audit(capsys, "diff", V6)  # NEW is missing
     assert outcome.code == 2
