@@ -12,7 +12,9 @@ for the flavor's environment):
 4. the runner, requirements.txt with a cold overlay (empty overlay cache, warm uv cache);
 5. the public runner's way: `uv pip install -r requirements.txt` into the environment on
    every run (each run starts from an environment without the package, as a fresh
-   container does), then `python script.py`.
+   container does), then `python script.py`;
+6. for information: the runner started as `python -S -m runner` (it needs no site-packages
+   of its own), which an image's run script may use.
 
 Offline: the wheels are written by hand (tests/runner/wheels.py) and served with
 UV_FIND_LINKS; nothing is downloaded. Prints medians, ratios and the time added to bare.
@@ -50,6 +52,7 @@ WAYS = (
     "runner, cached overlay",
     "runner, cold overlay",
     "public way: uv pip install + run",
+    "runner -S, no requirements",
 )
 
 
@@ -102,14 +105,18 @@ class Bench:
         if result.returncode != 0:
             sys.exit(f"bench: {' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
-    def runner(self, job: str, cache: Path) -> None:
+    def runner(self, job: str, cache: Path, flags: tuple[str, ...] = ()) -> None:
         env = {
             **self.env,
             "INPUT_FOLDER": str(self.root / job / "input"),
             "OUTPUT_FOLDER": str(self.root / job / "output"),
             "RUNNER_CACHE_DIR": str(cache),
         }
-        self.quiet([str(self.python), "-m", "runner"], env=env, cwd=REPO)
+        self.quiet([str(self.python), *flags, "-m", "runner"], env=env, cwd=REPO)
+
+    def no_requirements_without_site(self) -> None:
+        """`python -S -m runner`: the runner itself needs no site-packages (an option for the image's run script)."""
+        self.runner("plain", self.root / "overlay-cache", ("-S",))
 
     def bare(self) -> None:
         self.quiet([str(self.python), "script.py"], cwd=self.root / "plain" / "input" / "input_1")
@@ -137,7 +144,14 @@ class Bench:
 
 def measure(bench: Bench, repeat: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {way: [] for way in WAYS}
-    ways = (bench.bare, bench.no_requirements, bench.cached_overlay, bench.cold_overlay, bench.public_way)
+    ways = (
+        bench.bare,
+        bench.no_requirements,
+        bench.cached_overlay,
+        bench.cold_overlay,
+        bench.public_way,
+        bench.no_requirements_without_site,
+    )
     actions: dict[str, Callable[[], None]] = dict(zip(WAYS, ways, strict=True))
     for _ in range(repeat):
         bench.reset_public_way()
@@ -153,13 +167,14 @@ def report(timings: dict[str, list[float]], markdown: bool) -> str:
     rows = []
     for way in WAYS:
         median = statistics.median(timings[way])
-        rows.append((way, f"{median:.0f}", f"{median / bare:.2f}x", f"{median - bare:+.0f}"))
-    header = ("way", "median ms", "vs bare", "added ms")
+        best = min(timings[way])
+        rows.append((way, f"{median:.0f}", f"{median / bare:.2f}x", f"{median - bare:+.0f}", f"{best:.0f}"))
+    header = ("way", "median ms", "vs bare", "added ms", "best ms")
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|"]
+        lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|---:|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(4)]
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     lines = []
     for row in (header, *rows):
         cells = [
