@@ -34,7 +34,9 @@ class Log:
     def attach(self, path: Path) -> None:
         """Start a fresh run.log that gets every message from now on (execute appends the script's output)."""
         self.detach()
-        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - kept open for the whole job
+        path.write_bytes(b"")
+        # Append mode: the script's output is appended to the same file through another handle.
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the whole job
 
     def detach(self) -> None:
         if self.file is not None:

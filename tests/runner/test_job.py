@@ -89,7 +89,11 @@ def test_an_uncaught_exception_is_a_failure(job: Job, run_job: RunJob) -> None:
     result = run_job()
     assert result.returncode == 1
     assert "RuntimeError: boom" in result.stderr
-    assert "RuntimeError: boom" in job.log_text()
+    log = job.log_text().splitlines()
+    assert log[0] == "runner: running main.py (only .py file) with the base environment"
+    assert log[1] == "Traceback (most recent call last):"
+    assert "RuntimeError: boom" in log[-2]
+    assert log[-1] == "runner: the script exited with status 1"
 
 
 def _start(job: Job, env: dict[str, str], python: Path, **kwargs: object) -> subprocess.Popen[str]:
