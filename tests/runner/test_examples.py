@@ -42,7 +42,7 @@ def test_local_package_example_builds_offline_then_reuses(
     second = run_example("local_package", tmp_path / "second", env, base_env.python)
     assert second.returncode == 0 and "reused" in second.stderr
     assert len(uv_recorder.calls()) == calls
-    assert not [p for p in EXAMPLES.rglob("*") if p.name in ("build", "dist", "__pycache__") or p.suffix == ".egg-info"]
+    assert not [p for p in EXAMPLES.rglob("*") if p.name in ("build", "dist") or p.suffix == ".egg-info"]
 
 
 def test_a_zipped_job_keeps_its_overlay_and_a_changed_package_gets_a_new_one(
