@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from cli.oci import Compression, OciBuildResult, build_oci_image  # noqa: E402
 from cli.workspace import load_workspace  # noqa: E402
-from tests.oci.conftest import add_repository_files, make_rootfs, write_prefixed_package  # noqa: E402
+from tests.oci.conftest import EXTRA_DEPENDENCIES, add_repository_files, make_rootfs, write_extra_packages  # noqa: E402
 from tests.support.channel import build_channel, gpu_stack_packages  # noqa: E402
 from tests.support.workspace import write_workspace  # noqa: E402
 
@@ -65,13 +65,13 @@ def prepare(root: Path, megabytes: int) -> Path:
     from cli.locking import LockRequest, lock_workspace, write_result
 
     channel = root / "channel" / "gpu-forge"
-    write_prefixed_package(channel)
+    write_extra_packages(channel)
     payload_package(channel, root / "work", megabytes)
     build_channel(channel, gpu_stack_packages())
     workspace = write_workspace(root / "ws", channel.as_uri())
     manifest = workspace / "pixi.toml"
     manifest.write_text(
-        manifest.read_text().replace('uv = "*"\n', f'uv = "*"\nprefixed-tool = "*"\n{PAYLOAD} = "*"\n', 1)
+        manifest.read_text().replace('uv = "*"\n', f'uv = "*"\n{EXTRA_DEPENDENCIES}{PAYLOAD} = "*"\n', 1)
     )
     add_repository_files(workspace)
     loaded = load_workspace(workspace)

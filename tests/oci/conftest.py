@@ -2,9 +2,10 @@
 
 The workspace is the shared fixture workspace (pytorch + tensorflow on a local channel),
 locked, exported and generated, with the repository's common/ files and runner/ copied
-in as a maintainer's checkout has them. Its runner feature also depends on
-`prefixed-tool`, a package whose text files carry a build prefix placeholder, so a
-staging path leaking into the image would show.
+in as a maintainer's checkout has them. Its runner feature also depends on two packages
+written by hand: `prefixed-tool`, whose text files carry a build prefix placeholder, and
+`entry-tool` (noarch: python), whose entry point script the installer writes; a staging
+path leaking into either would show.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ TOOL_FILES = {
     "etc/prefixed-tool.conf": f"prefix={PLACEHOLDER}\ndata={PLACEHOLDER}/share/prefixed-tool\n",
     "bin/prefixed-tool": f"#!{PLACEHOLDER}/bin/python\nprint('prefixed-tool')\n",
 }
+ENTRY_FILES = {
+    "site-packages/entry_tool/__init__.py": "",
+    "site-packages/entry_tool/cli.py": "def main():\n    print('entry-tool')\n",
+}
+EXTRA_DEPENDENCIES = 'prefixed-tool = "*"\nentry-tool = "*"\n'
 
 
 def _tar_member(archive: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -44,53 +50,75 @@ def _tar_member(archive: tarfile.TarFile, name: str, data: bytes, mode: int = 0o
     archive.addfile(info, io.BytesIO(data))
 
 
-def write_prefixed_package(folder: Path) -> Path:
-    """A .tar.bz2 conda package whose files hold a text prefix placeholder (the assembler cannot write one)."""
-    index = {
-        "name": "prefixed-tool",
-        "version": "1.0.0",
-        "build": "h0_0",
-        "build_number": 0,
-        "depends": [],
-        "license": "MIT",
-        "subdir": "linux-64",
-        "arch": "x86_64",
-        "platform": "linux",
-        "timestamp": BASE_EPOCH * 1000,
-    }
-    paths = [
-        {
+def write_tar_bz2_package(
+    channel: Path,
+    index: dict[str, Any],
+    files: dict[str, str],
+    *,
+    placeholder: str | None = None,
+    link: dict[str, Any] | None = None,
+) -> Path:
+    """A .tar.bz2 conda package written by hand: the assembler can write neither placeholders nor entry points."""
+    index = {"build_number": 0, "depends": [], "license": "MIT", "timestamp": BASE_EPOCH * 1000, **index}
+    paths = []
+    for name, text in sorted(files.items()):
+        path: dict[str, Any] = {
             "_path": name,
             "path_type": "hardlink",
             "sha256": hashlib.sha256(text.encode()).hexdigest(),
             "size_in_bytes": len(text.encode()),
-            "prefix_placeholder": PLACEHOLDER,
-            "file_mode": "text",
         }
-        for name, text in sorted(TOOL_FILES.items())
-    ]
+        if placeholder is not None and placeholder in text:
+            path.update(prefix_placeholder=placeholder, file_mode="text")
+        paths.append(path)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         _tar_member(archive, "info/index.json", json.dumps(index).encode())
         _tar_member(archive, "info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode())
-        _tar_member(archive, "info/files", "".join(f"{name}\n" for name in sorted(TOOL_FILES)).encode())
-        has_prefix = "".join(f"{PLACEHOLDER} text {name}\n" for name in sorted(TOOL_FILES))
-        _tar_member(archive, "info/has_prefix", has_prefix.encode())
-        for name, text in sorted(TOOL_FILES.items()):
+        _tar_member(archive, "info/files", "".join(f"{name}\n" for name in sorted(files)).encode())
+        if placeholder is not None:
+            has_prefix = "".join(f"{placeholder} text {name}\n" for name in sorted(files) if placeholder in files[name])
+            _tar_member(archive, "info/has_prefix", has_prefix.encode())
+        if link is not None:
+            _tar_member(archive, "info/link.json", json.dumps(link).encode())
+        for name, text in sorted(files.items()):
             _tar_member(archive, name, text.encode(), 0o755 if name.startswith("bin/") else 0o644)
-    target = folder / "linux-64" / "prefixed-tool-1.0.0-h0_0.tar.bz2"
+    target = channel / index["subdir"] / f"{index['name']}-{index['version']}-{index['build']}.tar.bz2"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(bz2.compress(buffer.getvalue()))
     return target
 
 
+def write_prefixed_package(channel: Path) -> Path:
+    """linux-64 `prefixed-tool`: text files holding the build prefix placeholder."""
+    index = {"name": "prefixed-tool", "version": "1.0.0", "build": "h0_0", "subdir": "linux-64"}
+    index.update(arch="x86_64", platform="linux")
+    return write_tar_bz2_package(channel, index, TOOL_FILES, placeholder=PLACEHOLDER)
+
+
+def write_entry_point_package(channel: Path) -> Path:
+    """noarch: python `entry-tool`: an entry point, whose script the installer writes with the prefix's python."""
+    index = {"name": "entry-tool", "version": "1.0.0", "build": "pyh0_0", "subdir": "noarch", "noarch": "python"}
+    index["depends"] = ["python >=3.9"]
+    link = {"noarch": {"type": "python", "entry_points": ["entry-tool = entry_tool.cli:main"]}}
+    link["package_metadata_version"] = 1
+    return write_tar_bz2_package(channel, index, ENTRY_FILES, link=link)
+
+
+def write_extra_packages(channel: Path) -> None:
+    """The hand-written packages, before `build_channel` indexes the channel (depend on them: EXTRA_DEPENDENCIES)."""
+    write_prefixed_package(channel)
+    write_entry_point_package(channel)
+
+
 @pytest.fixture(scope="session")
 def oci_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     channel = tmp_path_factory.mktemp("oci-channel") / "gpu-forge"
-    write_prefixed_package(channel)
-    build_channel(channel, gpu_stack_packages())  # its index_fs indexes the prefixed package too
-    repodata = json.loads((channel / "linux-64" / "repodata.json").read_text())
-    assert "prefixed-tool-1.0.0-h0_0.tar.bz2" in repodata.get("packages", {}), "the fixture package was not indexed"
+    write_extra_packages(channel)
+    build_channel(channel, gpu_stack_packages())  # its index_fs indexes the hand-written packages too
+    for subdir, name in (("linux-64", "prefixed-tool-1.0.0-h0_0"), ("noarch", "entry-tool-1.0.0-pyh0_0")):
+        repodata = json.loads((channel / subdir / "repodata.json").read_text())
+        assert f"{name}.tar.bz2" in repodata.get("packages", {}), f"{name} was not indexed"
     return channel
 
 
@@ -112,7 +140,7 @@ def prepare_workspace(root: Path, channel: Path) -> Path:
 
     write_workspace(root, channel.as_uri())
     manifest = root / "pixi.toml"
-    manifest.write_text(manifest.read_text().replace('uv = "*"\n', 'uv = "*"\nprefixed-tool = "*"\n', 1))
+    manifest.write_text(manifest.read_text().replace('uv = "*"\n', f'uv = "*"\n{EXTRA_DEPENDENCIES}', 1))
     add_repository_files(root)
     workspace = load_workspace(root)
     write_result(lock_workspace(workspace, LockRequest()))

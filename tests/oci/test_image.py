@@ -154,6 +154,11 @@ def test_environment_layer_names_the_final_prefix(built_images: dict[str, Built]
         script = layer_file(data, f"{prefix}/bin/prefixed-tool").decode()
         assert script.startswith(f"#!/opt/conda/envs/{flavor}/bin/python\n") and PLACEHOLDER not in script
         assert found[f"{prefix}/bin/prefixed-tool"].mode == 0o755
+        entry_point = layer_file(data, f"{prefix}/bin/entry-tool").decode()  # written by the installer
+        assert entry_point.startswith(f"#!/opt/conda/envs/{flavor}/bin/python3.12\n")
+        assert "from entry_tool.cli import main" in entry_point
+        assert f"{prefix}/lib/python3.12/site-packages/entry_tool/cli.py" in found
+        assert not any("__pycache__" in name for name in found)
         assert found[f"{prefix}/bin/python"].issym()
         lock = yaml.safe_load((oci_template / "envs" / flavor / "conda-lock.yml").read_text())
         urls = {package["name"]: package["url"] for package in lock["package"]}
