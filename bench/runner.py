@@ -89,7 +89,7 @@ class Bench:
     def setup(self) -> None:
         # The runner's bytecode, as an image should ship it (PYTHONDONTWRITEBYTECODE would otherwise
         # make every run compile the runner from source).
-        self.quiet([str(self.python), "-m", "compileall", "-q", str(REPO / "runner")])
+        self.quiet([str(self.python), "-m", "compileall", "-q", "-x", "/examples/", str(REPO / "runner")])
         build_wheel(self.wheels, FakeWheel("benchbase", "1.0"))
         build_wheel(self.wheels, FakeWheel("benchpkg", "1.0", requires=("benchbase>=1",)))
         self.quiet([self.uv, "venv", str(self.base), "--python", sys.executable, "--quiet"])
