@@ -98,9 +98,9 @@ def write_prefixed_package(channel: Path) -> Path:
 
 def write_entry_point_package(channel: Path) -> Path:
     """noarch: python `entry-tool`: an entry point, whose script the installer writes with the prefix's python."""
-    index = {"name": "entry-tool", "version": "1.0.0", "build": "pyh0_0", "subdir": "noarch", "noarch": "python"}
-    index["depends"] = ["python >=3.9"]
-    link = {"noarch": {"type": "python", "entry_points": ["entry-tool = entry_tool.cli:main"]}}
+    index: dict[str, Any] = {"name": "entry-tool", "version": "1.0.0", "build": "pyh0_0", "subdir": "noarch"}
+    index.update(noarch="python", depends=["python >=3.9"])
+    link: dict[str, Any] = {"noarch": {"type": "python", "entry_points": ["entry-tool = entry_tool.cli:main"]}}
     link["package_metadata_version"] = 1
     return write_tar_bz2_package(channel, index, ENTRY_FILES, link=link)
 
