@@ -87,20 +87,20 @@ class Bench:
         self.cold_runs = 0
 
     def setup(self) -> None:
-        # The runner's bytecode, as an image should ship it (PYTHONDONTWRITEBYTECODE would otherwise
-        # make every run compile the runner from source).
-        self.quiet([str(self.python), "-m", "compileall", "-q", "-x", "/examples/", str(REPO / "runner")])
         build_wheel(self.wheels, FakeWheel("benchbase", "1.0"))
         build_wheel(self.wheels, FakeWheel("benchpkg", "1.0", requires=("benchbase>=1",)))
         self.quiet([self.uv, "venv", str(self.base), "--python", sys.executable, "--quiet"])
         self.quiet([self.uv, "pip", "install", "--python", str(self.python), "benchbase==1.0", "--quiet"])
+        # The runner's bytecode, as an image should ship it (PYTHONDONTWRITEBYTECODE would otherwise
+        # make every run compile the runner from source).
+        self.quiet([str(self.python), "-m", "compileall", "-q", "-x", "/examples/", str(REPO / "runner")])
         for name, requirements in (("plain", None), ("reqs", "benchpkg\n")):
             code = self.root / name / "input" / "input_1"
             code.mkdir(parents=True)
             (code / "script.py").write_text(SCRIPT)
             if requirements:
                 (code / "requirements.txt").write_text(requirements)
-        # Warm what every way shares: uv's cache, the cached overlay, bytecode of the runner.
+        # Warm what every way shares: uv's cache and the cached overlay.
         self.cached_overlay()
         self.public_way()
 
