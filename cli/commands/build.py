@@ -67,10 +67,19 @@ def build_images(
     log_dir: Annotated[
         Path | None, typer.Option("--log-dir", help="Where to save the build log (default: build/logs/).")
     ] = None,
+    base: Annotated[
+        Path | None, typer.Option("--base", help="--engine oci: the base, an OCI archive or a rootfs tar.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="--engine oci: the OCI image layout tar to write.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build the common image, then the flavor(s); refuses while pixi.lock, the exports or generated files are stale."""
     workspace = workspace_from(manifest_path)
+    if engine is Engine.oci:
+        build_oci(workspace, target, base, output, as_json)
+        return
     registry = check_registry(push)
     specs = select_flavors(workspace, target)
     check_fresh(workspace, specs)
@@ -105,6 +114,22 @@ def build_images(
         for command in pushes:
             typer.echo(f"pushed {command[-1]}")
         typer.echo(f"log: {log_path}")
+
+
+def build_oci(workspace: Workspace, target: str, base: Path | None, output: Path | None, as_json: bool) -> None:
+    """The daemonless engine: one flavor's image assembled from the lock, byte-reproducible."""
+    from cli.oci import build_oci_image
+
+    if target in (naming.COMMON, naming.ALL):
+        raise UserError(f"--engine oci builds one flavor image, not '{target}'", fix="name a flavor, e.g. pytorch")
+    if base is None or output is None:
+        raise UserError("--engine oci needs --base BASE.tar and -o IMAGE.tar", fix="give both options")
+    result = build_oci_image(workspace, get_flavor(workspace, target).name, base, output)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for line in result.summary():
+            typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,8 @@ from cli.workspace import Workspace
 class Engine(StrEnum):
     docker = "docker"
     podman = "podman"
+    # daemonless: assembles an OCI image layout from the lock (cli/oci), no engine executable
+    oci = "oci"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`python -m cli build FLAVOR --engine oci --base BASE.tar -o IMAGE.tar`, the form the acceptance checks call.
 
-It skips while `cli build` does not offer `--engine oci` yet (the wiring is cli/commands/build.py's).
+It gives the same manifest digest as the in-process build of the same workspace.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from tests.oci.conftest import REPO, Built, make_rootfs
 
@@ -30,8 +28,25 @@ def test_cli_build_engine_oci_gives_the_same_image(
         text=True,
         check=False,
     )
-    if done.returncode == 2 and ("'oci' is not one of" in done.stderr or "No such option" in done.stderr):
-        pytest.skip("`cli build` has no --engine oci yet")
     assert done.returncode == 0, done.stderr
     assert image.is_file()
     assert built_images["pytorch"].result.manifest_digest in done.stdout
+
+
+def test_cli_build_engine_oci_names_what_is_missing(oci_workspace: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for args, expected in (
+        (["all", "--base", "b.tar", "-o", "i.tar"], "builds one flavor image, not 'all'"),
+        (["pytorch", "-o", "i.tar"], "needs --base BASE.tar and -o IMAGE.tar"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "build", *args, "--engine", "oci"],
+            cwd=oci_workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert expected in done.stderr and done.stderr.startswith("error:")
+        assert not (oci_workspace / "i.tar").exists()
