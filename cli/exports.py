@@ -24,7 +24,7 @@ from rattler import LockFile, RepoDataRecord
 
 from cli.fileio import atomic_write_text
 from cli.flavors import Flavor, discover_flavors
-from cli.lockfile import find_platform, read_lock
+from cli.lockfile import locked_records, read_lock
 from cli.workspace import Workspace
 
 ENVS_DIR = "envs"
@@ -72,24 +72,12 @@ def export_paths(workspace: Workspace, flavor: str, platforms: list[str] | None 
 
 
 def flavor_lock(lock: LockFile, workspace: Workspace, flavor: str) -> FlavorLock:
-    from cli.errors import UserError
-
+    records = {
+        platform.name: locked_records(workspace, flavor, platform.name, lock=lock)
+        for platform in workspace.resolve(flavor).platforms
+    }
     env = lock.environment(flavor)
-    if env is None:
-        raise UserError(
-            f"environment '{flavor}' is not in the lock", path=workspace.lock_path, fix="run `python -m cli lock`"
-        )
-    records: dict[str, list[RepoDataRecord]] = {}
-    for platform in workspace.resolve(flavor).platforms:
-        lock_platform = find_platform(lock, platform.name)
-        found = env.conda_repodata_records_for_platform(lock_platform) if lock_platform else None
-        if not found:
-            raise UserError(
-                f"environment '{flavor}' has no packages for {platform.name} in the lock",
-                path=workspace.lock_path,
-                fix="run `python -m cli lock`",
-            )
-        records[platform.name] = list(found)
+    assert env is not None  # locked_records raised otherwise
     return FlavorLock(flavor, [str(c) for c in env.channels()], records)
 
 

@@ -130,6 +130,18 @@ class Workspace:
     def environment_names(self) -> list[str]:
         return list(self.environments)
 
+    def platform_names(self, environment: str, requested: list[str] | None = None) -> list[str]:
+        """The environment's platforms, or the requested subset (an error naming the known ones otherwise)."""
+        names = [p.name for p in self.resolve(environment).platforms]
+        for name in requested or []:
+            if name not in names:
+                raise UserError(
+                    f"flavor '{environment}' has no platform '{name}'",
+                    path=self.manifest_path,
+                    fix=f"known platforms: {', '.join(names)}",
+                )
+        return list(requested) if requested else names
+
     def resolve(self, environment: str) -> ResolvedEnvironment:
         spec = self.environments.get(environment)
         if spec is None:

@@ -240,17 +240,8 @@ def check_driver_text(driver: str) -> str:
 def audit_cuda(
     workspace: Workspace, flavor: str, driver: str | None = None, platforms: list[str] | None = None
 ) -> CudaAudit:
-    resolved = workspace.resolve(flavor)
+    chosen = workspace.platform_names(flavor, platforms)
     if driver is not None:
         check_driver_text(driver)
     lock = read_lock(workspace)
-    names = [p.name for p in resolved.platforms]
-    for name in platforms or []:
-        if name not in names:
-            raise UserError(
-                f"flavor '{flavor}' has no platform '{name}'",
-                path=workspace.manifest_path,
-                fix=f"known platforms: {', '.join(names)}",
-            )
-    chosen = platforms or names
     return CudaAudit(flavor, driver, [_platform_cuda(workspace, flavor, p, lock, driver) for p in chosen])

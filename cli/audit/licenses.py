@@ -16,7 +16,6 @@ from typing import Any
 
 from cli.audit.findings import Finding
 from cli.audit.readers import LockedPackage, from_record
-from cli.errors import UserError
 from cli.lockfile import locked_records, read_lock
 from cli.workspace import Workspace
 
@@ -170,16 +169,7 @@ def _denied_by(package: LockedPackage, kind: str, patterns: list[str]) -> str | 
 def audit_licences(
     workspace: Workspace, flavor: str, platforms: list[str] | None = None, deny: list[str] | None = None
 ) -> LicenceAudit:
-    resolved = workspace.resolve(flavor)
-    names = [p.name for p in resolved.platforms]
-    for name in platforms or []:
-        if name not in names:
-            raise UserError(
-                f"flavor '{flavor}' has no platform '{name}'",
-                path=workspace.manifest_path,
-                fix=f"known platforms: {', '.join(names)}",
-            )
-    chosen = platforms or names
+    chosen = workspace.platform_names(flavor, platforms)
     lock = read_lock(workspace)
     packages: dict[tuple[str, str, str], LockedPackage] = {}
     for platform in chosen:

@@ -521,15 +521,9 @@ def audit_overlay(folder: Path, prefix: Path, installed: list[LockedPackage]) ->
 
 
 def _prefix_platform(workspace: Workspace, flavor: str, installed: list[InstalledPackage], asked: str | None) -> str:
-    platforms = workspace.resolve(flavor).platforms
     if asked is not None:
-        if asked not in {p.name for p in platforms}:
-            raise UserError(
-                f"flavor '{flavor}' has no platform '{asked}'",
-                path=workspace.manifest_path,
-                fix=f"known platforms: {', '.join(p.name for p in platforms)}",
-            )
-        return asked
+        return workspace.platform_names(flavor, [asked])[0]
+    platforms = workspace.resolve(flavor).platforms
     subdirs = {p.package.subdir for p in installed if p.package.subdir and p.package.subdir != "noarch"}
     for platform in platforms:
         if platform.subdir in subdirs:

@@ -43,15 +43,9 @@ _NO_LICENCE = frozenset({"", "none", "unknown", "noassertion"})
 
 def pick_platform(workspace: Workspace, flavor: str, platform: str | None) -> str:
     """The platform asked for, else the flavor's only one, else linux-64 (what the images run)."""
-    names = [p.name for p in workspace.resolve(flavor).platforms]
+    names = workspace.platform_names(flavor)
     if platform is not None:
-        if platform not in names:
-            raise UserError(
-                f"flavor '{flavor}' has no platform '{platform}'",
-                path=workspace.manifest_path,
-                fix=f"known platforms: {', '.join(names)}",
-            )
-        return platform
+        return workspace.platform_names(flavor, [platform])[0]
     if len(names) == 1:
         return names[0]
     if DEFAULT_PLATFORM in names:

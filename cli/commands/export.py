@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.check_report import report_check
 from cli.exports import stale_exports, write_exports
 from cli.flavors import discover_flavors, get_flavor
 from cli.options import JsonOption, ManifestPathOption, workspace_from
@@ -24,15 +25,7 @@ def export_command(
     workspace = workspace_from(manifest_path)
     flavors = [get_flavor(workspace, name) for name in flavor] if flavor else discover_flavors(workspace)
     if check:
-        problems = stale_exports(workspace)
-        if as_json:
-            typer.echo(json.dumps({"stale": problems}, indent=2))
-        else:
-            for problem in problems:
-                typer.echo(problem)
-            if not problems:
-                typer.echo("exports are up to date")
-        raise typer.Exit(1 if problems else 0)
+        report_check(stale_exports(workspace), as_json, "exports are up to date")
     written = write_exports(workspace, flavors)
     if as_json:
         typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.check_report import report_check
 from cli.images.generated import stale_generated, write_generated
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
@@ -21,15 +22,7 @@ def generate_command(
     """Write flavors/<name>/service.cli/run and docker-compose.yml from each flavor's metadata.yml."""
     workspace = workspace_from(manifest_path)
     if check:
-        problems = stale_generated(workspace)
-        if as_json:
-            typer.echo(json.dumps({"stale": problems}, indent=2))
-        else:
-            for problem in problems:
-                typer.echo(problem)
-            if not problems:
-                typer.echo("generated files are up to date")
-        raise typer.Exit(1 if problems else 0)
+        report_check(stale_generated(workspace), as_json, "generated files are up to date")
     written = write_generated(workspace)
     if as_json:
         typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import pytest
 
 from cli.installer import InstallRequest, install_environment
 from cli.workspace import load_workspace
+from tests.support.cli import run_cli as support_run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCKS = REPO_ROOT / "tests" / "data" / "locks"
@@ -46,17 +46,7 @@ def run_audit(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Outcome:
 
 def run_cli(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Outcome:
     """The exact form the checks call: `python -m cli …` in a subprocess."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
-    full_env.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", *map(str, args)],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = support_run_cli(*args, cwd=cwd, env=env)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rattler import LockFile
-
 from tests.support.cli import REPO_ROOT, run_cli
+from tests.support.locks import lock_records
 
 SUBSET = REPO_ROOT / "tests" / "data" / "channels" / "conda-forge"
 
@@ -32,12 +31,8 @@ def test_committed_exports_match_the_committed_lock() -> None:
 
 
 def test_committed_lock_holds_gpu_builds_from_conda_forge() -> None:
-    lock = LockFile.from_path(REPO_ROOT / "pixi.lock")
-    platform = next(p for p in lock.platforms() if p.name == "linux-64")
     for flavor, package in (("pytorch", "pytorch"), ("tensorflow", "tensorflow")):
-        env = lock.environment(flavor)
-        assert env is not None
-        records = {r.name.normalized: r for r in env.conda_repodata_records_for_platform(platform) or []}
+        records = lock_records(REPO_ROOT / "pixi.lock", flavor)
         assert str(records[package].build).startswith("cuda")
         assert str(records["cuda-version"].version).startswith("12.")
         assert all(r.url.startswith("https://conda.anaconda.org/conda-forge/") for r in records.values())

@@ -6,20 +6,16 @@ import hashlib
 from pathlib import Path
 
 from conda_lock.lockfile import parse_conda_lock_file
-from rattler import LockFile
 from rattler.explicit_environment import ExplicitEnvironmentSpec
 
 from tests.support.cli import run_cli
+from tests.support.locks import lock_records
 
 
 def locked(workspace: Path, environment: str) -> dict[str, tuple[str, str, str]]:
-    lock = LockFile.from_path(workspace / "pixi.lock")
-    platform = next(p for p in lock.platforms() if p.name == "linux-64")
-    env = lock.environment(environment)
-    assert env is not None
     return {
-        r.name.normalized: (str(r.version), r.url, r.sha256.hex() if r.sha256 else "")
-        for r in env.conda_repodata_records_for_platform(platform) or []
+        name: (str(r.version), r.url, r.sha256.hex() if r.sha256 else "")
+        for name, r in lock_records(workspace / "pixi.lock", environment).items()
     }
 
 

@@ -10,15 +10,11 @@ import rattler
 from rattler import LockFile
 
 from tests.support.cli import error_line, run_cli
+from tests.support.locks import lock_records
 
 
-def locked_builds(lock_path: Path, environment: str, platform: str = "linux-64") -> dict[str, str]:
-    lock = LockFile.from_path(lock_path)
-    lock_platform = next(p for p in lock.platforms() if p.name == platform)
-    env = lock.environment(environment)
-    assert env is not None
-    records = env.conda_repodata_records_for_platform(lock_platform) or []
-    return {r.name.normalized: str(r.build) for r in records}
+def locked_builds(lock_path: Path, environment: str) -> dict[str, str]:
+    return {name: str(r.build) for name, r in lock_records(lock_path, environment).items()}
 
 
 def test_lock_picks_cuda_builds_when_platform_declares_cuda(workspace: Path) -> None:
