@@ -17,8 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import rattler
-from rattler import MatchSpec, PackageRecord, RepoDataRecord, VirtualPackage, VirtualPackageOverrides
-from rattler.platform import Platform
+from rattler import MatchSpec, PackageRecord, RepoDataRecord, Subdir, VirtualPackage, VirtualPackageOverrides
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from cli.errors import UserError
@@ -140,7 +139,7 @@ def _download(url: str, target: Path, progress: Progress | None, size: int | Non
 
 
 def _pick_platform(request: InstallRequest) -> str:
-    return request.platform or str(Platform.current())
+    return request.platform or str(Subdir.current())
 
 
 def install_environment(workspace: Workspace, request: InstallRequest) -> InstallResult:
