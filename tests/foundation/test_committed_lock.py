@@ -42,3 +42,12 @@ def test_committed_lock_holds_gpu_builds_from_conda_forge() -> None:
 def test_subset_provenance_is_shipped() -> None:
     assert (SUBSET.parent / "PROVENANCE.md").is_file()
     assert Path(SUBSET / "linux-64" / "repodata.json").is_file()
+
+
+def test_repository_audit_of_the_flavors_is_clean() -> None:
+    """pixi.lock satisfies pixi.toml for both flavors, and envs/ and the generated files match it."""
+    result = run_cli("audit", "lock", "-e", "pytorch", "-e", "tensorflow", cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for flavor in ("pytorch", "tensorflow"):
+        cuda = run_cli("audit", "cuda", flavor, "--driver", "575.51.03", cwd=REPO_ROOT)
+        assert cuda.returncode == 0, cuda.stdout + cuda.stderr
