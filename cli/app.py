@@ -44,3 +44,7 @@ def main() -> None:
         if details:
             typer.echo(details, err=True)
         sys.exit(error.exit_code)
+    except OSError as error:  # a path that cannot be read or written: the user's to fix, not a crash
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"error: {where}{error.strerror or error} (check the path and its permissions)", err=True)
+        sys.exit(UserError.exit_code)

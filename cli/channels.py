@@ -40,8 +40,8 @@ def parse_mirrors(values: list[str] | None) -> dict[str, str]:
             raise UserError(
                 f"cannot read --mirror {value!r}", fix="write --mirror NAME=URL, e.g. conda-forge=file:///srv/cf"
             )
-        if location.startswith("/"):
-            location = Path(location).as_uri()
+        if "://" not in location:  # a folder on disk, absolute or relative to here
+            location = Path(location).absolute().as_uri()
         mirrors[canonical_channel_url(name)] = location.rstrip("/") + "/"
     return mirrors
 

@@ -24,7 +24,7 @@ class UserError(Exception):
         text = f"{self.path}: {self.message}" if self.path is not None else self.message
         if self.fix:
             text += f" ({self.fix})"
-        return text
+        return " ".join(text.split())  # messages from libraries may span lines; ours is one
 
 
 class SolveError(UserError):

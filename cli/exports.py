@@ -22,6 +22,7 @@ from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 from conda_lock.models.channel import Channel as CondaLockChannel
 from rattler import LockFile, RepoDataRecord
 
+from cli.errors import UserError
 from cli.fileio import atomic_write_text
 from cli.flavors import Flavor, discover_flavors
 from cli.lockfile import locked_records, read_lock
@@ -166,13 +167,16 @@ def render_exports(workspace: Workspace, flavor: str, lock: LockFile) -> dict[Pa
 
 
 def write_exports(workspace: Workspace, flavors: list[Flavor] | None = None) -> list[Path]:
+    """Render every flavor's exports first, then write: a flavor missing from the lock leaves no file touched."""
     lock = read_lock(workspace)
-    written = []
+    rendered: dict[Path, str] = {}
     for flavor in flavors if flavors is not None else discover_flavors(workspace):
-        for path, text in render_exports(workspace, flavor.name, lock).items():
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                atomic_write_text(path, text)
-                written.append(path)
+        rendered.update(render_exports(workspace, flavor.name, lock))
+    written = []
+    for path, text in rendered.items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+            written.append(path)
     return written
 
 
@@ -181,7 +185,12 @@ def stale_exports(workspace: Workspace) -> list[str]:
     lock = read_lock(workspace)
     problems = []
     for flavor in discover_flavors(workspace):
-        for path, text in render_exports(workspace, flavor.name, lock).items():
+        try:
+            rendered = render_exports(workspace, flavor.name, lock)
+        except UserError as error:  # a flavor not locked yet: its exports cannot exist, a finding
+            problems.append(f"{export_paths(workspace, flavor.name).folder}: {error.message} ({error.fix})")
+            continue
+        for path, text in rendered.items():
             if not path.exists():
                 problems.append(f"{path}: missing (run `python -m cli export`)")
             elif path.read_text(encoding="utf-8") != text:

@@ -44,10 +44,9 @@ def flavor_folders(workspace: Workspace) -> dict[str, Path]:
     return {p.name: p for p in sorted(base.iterdir()) if (p / METADATA_NAME).is_file()}
 
 
-def discover_flavors(workspace: Workspace) -> list[Flavor]:
-    """Every flavor, checked against pixi.toml: a folder without environment is an error, and so is the reverse."""
+def check_flavor_folders(workspace: Workspace) -> dict[str, Path]:
+    """The flavor folders, each of which must name an environment of pixi.toml."""
     folders = flavor_folders(workspace)
-    environments = set(workspace.environments) - NON_FLAVOR_ENVIRONMENTS
     for name, folder in folders.items():
         if name not in workspace.environments:
             raise UserError(
@@ -55,6 +54,13 @@ def discover_flavors(workspace: Workspace) -> list[Flavor]:
                 path=folder / METADATA_NAME,
                 fix=f"add [feature.{name}] and `{name} = [...]` under [environments], or remove the folder",
             )
+    return folders
+
+
+def discover_flavors(workspace: Workspace) -> list[Flavor]:
+    """Every flavor, checked against pixi.toml: a folder without environment is an error, and so is the reverse."""
+    folders = check_flavor_folders(workspace)
+    environments = set(workspace.environments) - NON_FLAVOR_ENVIRONMENTS
     for name in sorted(environments - set(folders)):
         raise UserError(
             f"environment '{name}' has no flavor folder",

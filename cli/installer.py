@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import shutil
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,11 @@ from urllib.parse import unquote, urlparse
 
 import rattler
 from rattler import MatchSpec, PackageRecord, RepoDataRecord, Subdir, VirtualPackage, VirtualPackageOverrides
+from rattler.exceptions import InstallerError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from cli.errors import UserError
+from cli.fileio import atomic_write_text
 from cli.lock_status import lock_mismatches
 from cli.lockfile import locked_records, read_lock
 from cli.workspace import Workspace
@@ -153,6 +156,8 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
                 path=workspace.lock_path,
                 fix="run `python -m cli lock`, or pass --frozen to install the lock as it is",
             )
+    if request.prefix.exists() and not request.prefix.is_dir():
+        raise UserError("the prefix is a file, not a folder", path=request.prefix, fix="choose another --prefix")
     platform = _pick_platform(request)
     records = locked_records(workspace, request.environment, platform, lock=lock)
     check_host(records, request.environment)
@@ -164,14 +169,20 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
             RepoDataRecord(record, record.file_name, fetch_verified(record, store, progress).as_uri(), record.channel)
             for record in records
         ]
-    asyncio.run(
-        rattler.install(
-            local,
-            target_prefix=request.prefix,
-            cache_dir=cache / "pkgs",
-            show_progress=request.show_progress,
+    try:
+        asyncio.run(
+            rattler.install(
+                local,
+                target_prefix=request.prefix,
+                cache_dir=cache / "pkgs",
+                show_progress=request.show_progress,
+            )
         )
-    )
+    except InstallerError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"cannot install into the prefix: {reason}", path=request.prefix, fix="check the folder"
+        ) from error
     _restore_lock_urls(request.prefix, records)
     return InstallResult(request.prefix, platform, records)
 
@@ -187,4 +198,4 @@ def _restore_lock_urls(prefix: Path, records: list[RepoDataRecord]) -> None:
         data = json.loads(meta.read_text())
         data["url"] = record.url
         data["channel"] = record.channel
-        meta.write_text(json.dumps(data, indent=2, sort_keys=True))
+        atomic_write_text(meta, json.dumps(data, indent=2, sort_keys=True))

@@ -16,7 +16,7 @@ from rattler import LockFile, MatchSpec, RepoDataRecord
 
 from cli.lockfile import find_platform
 from cli.solver import match_specs
-from cli.virtual_packages import virtual_package_strings
+from cli.virtual_packages import merge_virtual_packages, virtual_package_strings
 from cli.workspace import Workspace
 
 
@@ -94,6 +94,19 @@ def _unrequired_records(specs: list[MatchSpec], records: list[RepoDataRecord]) -
     return sorted(set(by_name) - reached)
 
 
+def _expected_platform_entry(workspace: Workspace, lock: LockFile, platform: str) -> list[str]:
+    """What the lock's shared entry for `platform` should say: merged over the locked environments using it."""
+    locked = {name for name, _ in lock.environments()}
+    assumed = []
+    for name in workspace.environment_names():
+        if name not in locked:
+            continue
+        for spec in workspace.resolve(name).platforms:
+            if spec.name == platform:
+                assumed.append(virtual_package_strings(spec))
+    return merge_virtual_packages(assumed)
+
+
 def lock_mismatches(workspace: Workspace, lock: LockFile, environments: list[str] | None = None) -> list[LockMismatch]:
     problems: list[LockMismatch] = []
     for name in environments or workspace.environment_names():
@@ -117,7 +130,7 @@ def lock_mismatches(workspace: Workspace, lock: LockFile, environments: list[str
                 problems.append(LockMismatch(name, platform.name, "platform is missing from pixi.lock"))
                 continue
             records = records or []
-            expected_virtual = virtual_package_strings(platform)
+            expected_virtual = _expected_platform_entry(workspace, lock, platform.name)
             if lock_platform.virtual_packages and list(lock_platform.virtual_packages) != expected_virtual:
                 problems.append(
                     LockMismatch(

@@ -12,6 +12,7 @@ from rattler import LockChannel, LockFile, LockPlatform, RepoDataRecord, Subdir
 
 from cli.errors import UserError
 from cli.fileio import atomic_write_bytes
+from cli.virtual_packages import merge_virtual_packages
 from cli.workspace import PlatformSpec, Workspace
 
 DEFAULT_PLATFORM = "linux-64"
@@ -32,10 +33,13 @@ def lock_platform(spec: PlatformSpec, virtual_packages: list[str]) -> LockPlatfo
 
 def render_lock(environments: list[SolvedEnvironment]) -> bytes:
     """The pixi.lock bytes for these environments (format 7, the one pixi writes today)."""
-    platforms: dict[str, LockPlatform] = {}
+    specs: dict[str, PlatformSpec] = {}
+    virtual: dict[str, list[list[str]]] = {}
     for environment in environments:
-        for name, (spec, virtual, _) in environment.platforms.items():
-            platforms.setdefault(name, lock_platform(spec, virtual))
+        for name, (spec, assumed, _) in environment.platforms.items():
+            specs.setdefault(name, spec)
+            virtual.setdefault(name, []).append(assumed)
+    platforms = {name: lock_platform(spec, merge_virtual_packages(virtual[name])) for name, spec in specs.items()}
     lock = LockFile(list(platforms.values()))
     for environment in sorted(environments, key=lambda e: e.name):
         lock.set_channels(environment.name, [LockChannel(url) for url in environment.channels])

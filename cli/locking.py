@@ -19,6 +19,7 @@ from rattler import LockFile, RepoDataRecord
 from cli.channels import channel_sources
 from cli.cuda import is_cpu_variant
 from cli.errors import UserError
+from cli.flavors import check_flavor_folders
 from cli.lockfile import SolvedEnvironment, find_platform, read_lock_file, render_lock, write_lock
 from cli.solver import solve_platform
 from cli.virtual_packages import virtual_package_strings
@@ -47,7 +48,14 @@ class LockResult:
 
 
 def _existing_lock(workspace: Workspace) -> LockFile | None:
-    return read_lock_file(workspace.lock_path) if workspace.lock_path.exists() else None
+    """The lock to keep versions from; an unreadable one is replaced, since locking is how it gets repaired."""
+    if not workspace.lock_path.exists():
+        return None
+    try:
+        return read_lock_file(workspace.lock_path)
+    except UserError as error:
+        log.warning("%s; solving from scratch", error.one_line())
+        return None
 
 
 def _existing_records(lock: LockFile | None, environment: str, platform: str) -> list[RepoDataRecord] | None:
@@ -73,6 +81,15 @@ def check_gpu_variants(workspace: Workspace, environment: str, platform: str, re
 
 
 def _validate_request(workspace: Workspace, request: LockRequest) -> None:
+    check_flavor_folders(workspace)
+    channels = {url for name in workspace.environment_names() for url in workspace.resolve(name).channels}
+    for canonical in request.mirrors:
+        if canonical not in channels:
+            raise UserError(
+                f"--mirror names {canonical}, which no environment uses",
+                path=workspace.manifest_path,
+                fix=f"mirror one of: {', '.join(sorted(channels))}",
+            )
     for name in request.environments:
         workspace.resolve(name)  # raises on an unknown environment
     known_platforms = {p.name for p in workspace.platforms}

@@ -45,6 +45,28 @@ def virtual_package_strings(platform: PlatformSpec) -> list[str]:
     return result
 
 
+_ORDER = ("__cuda", "__unix", "__linux", "__glibc", "__osx", "__win", "__archspec")
+
+
+def merge_virtual_packages(lists: list[list[str]]) -> list[str]:
+    """One platform entry for several environments: every virtual package any of them assumes.
+
+    pixi.lock keeps one entry per platform, shared by all environments; an environment that
+    declares CUDA at feature level must not lose `__cuda` to one that does not. Where two
+    environments assume different versions, the entry names the higher.
+    """
+    chosen: dict[str, str] = {}
+    for items in lists:
+        for text in items:
+            name, _, rest = text.partition("=")
+            previous = chosen.get(name)
+            if previous is None or Version(rest.partition("=")[0] or "0") > Version(previous.partition("=")[0] or "0"):
+                chosen[name] = rest
+    order = {name: index for index, name in enumerate(_ORDER)}
+    names = sorted(chosen, key=lambda n: (order.get(n, len(order)), n))
+    return [f"{name}={chosen[name]}" for name in names]
+
+
 def parse_virtual_package(text: str) -> GenericVirtualPackage:
     name, _, rest = text.partition("=")
     version, _, build = rest.partition("=")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rattler import Channel
+from rattler import Channel, Subdir
 
 from cli.errors import UserError
 
@@ -261,8 +261,12 @@ class _Reader:
         for item in value:
             if isinstance(item, str):
                 result.append(ChannelSpec(item))
-            elif isinstance(item, dict) and isinstance(item.get("channel"), str):
-                result.append(ChannelSpec(item["channel"], int(item.get("priority", 0))))
+            elif (
+                isinstance(item, dict)
+                and isinstance(item.get("channel"), str)
+                and isinstance(item.get("priority", 0), int)
+            ):
+                result.append(ChannelSpec(item["channel"], item.get("priority", 0)))
             else:
                 raise self.fail(
                     key, f"cannot read channel {item!r}", 'use "name" or { channel = "name", priority = 1 }'
@@ -286,6 +290,13 @@ class _Reader:
                 raise self.fail(
                     key, f"cannot read platform {item!r}", 'use "linux-64" or { platform = "linux-64", cuda = "12" }'
                 )
+        for platform in result:
+            try:
+                Subdir(platform.subdir)
+            except Exception as error:  # rattler's ParseSubdirError
+                raise self.fail(
+                    key, f"unknown platform '{platform.subdir}'", "use a conda subdir such as linux-64 or osx-arm64"
+                ) from error
         names = [p.name for p in result]
         if len(set(names)) != len(names):
             raise self.fail(key, "a platform name is listed twice", "give each platform table its own name")

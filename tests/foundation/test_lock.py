@@ -32,7 +32,9 @@ def test_lock_picks_cuda_builds_when_platform_declares_cuda(workspace: Path) -> 
 
 
 @pytest.mark.parametrize("where", ["workspace", "feature"])
-def test_lock_reads_legacy_system_requirements_tables(workspace: Path, where: str) -> None:
+def test_lock_reads_legacy_system_requirements_tables(
+    workspace: Path, tmp_path: Path, cuda_override: str, where: str
+) -> None:
     manifest = workspace / "pixi.toml"
     text = manifest.read_text().replace(
         'platforms = [{ platform = "linux-64", cuda = "12" }]', 'platforms = ["linux-64"]'
@@ -50,6 +52,13 @@ def test_lock_reads_legacy_system_requirements_tables(workspace: Path, where: st
     result = run_cli("lock", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert locked_builds(workspace / "pixi.lock", "pytorch")["pytorch"].startswith("cuda")
+    # the lock's shared platform entry keeps __cuda even though `default` declares none,
+    # so the fresh lock is in step with pixi.toml for every consumer
+    platform = LockFile.from_path(workspace / "pixi.lock").platforms()[0]
+    assert "__cuda=12" in platform.virtual_packages
+    installed = run_cli("install", "pytorch", "--prefix", tmp_path / "env", "--quiet", cwd=workspace)
+    assert installed.returncode == 0, installed.stderr
+    assert run_cli("lock", "--check", cwd=workspace).returncode == 0
 
 
 def test_lock_without_cuda_fails_clearly_when_a_cuda_build_is_required(workspace: Path) -> None:

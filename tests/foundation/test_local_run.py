@@ -1,0 +1,96 @@
+"""The README's path without Docker: `cli install` a flavor from the lock, then `cli run` a job on that prefix."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from uv import find_uv_bin
+
+from tests.runner.wheels import FakeWheel, build_wheel
+from tests.support.cli import REPO_ROOT, run_cli
+
+
+@pytest.fixture()
+def installed_pytorch(locked_workspace: Path, tmp_path: Path, cuda_override: str) -> Path:
+    prefix = tmp_path / "envs" / "pytorch"
+    result = run_cli("install", "pytorch", "--prefix", prefix, "--quiet", cwd=locked_workspace)
+    assert result.returncode == 0, result.stderr
+    return prefix
+
+
+def runner_env(tmp_path: Path, wheels: Path | None = None) -> dict[str, str]:
+    env = {"RUNNER_UV": find_uv_bin(), "RUNNER_CACHE_DIR": str(tmp_path / "overlays"), "UV_OFFLINE": "1"}
+    if wheels is not None:
+        env["UV_FIND_LINKS"] = str(wheels)
+    return env
+
+
+def test_shipped_example_runs_on_an_installed_flavor(locked_workspace: Path, installed_pytorch: Path, tmp_path: Path):
+    output = tmp_path / "out"
+    result = run_cli(
+        "run",
+        "pytorch",
+        "--prefix",
+        installed_pytorch,
+        "--input",
+        REPO_ROOT / "runner" / "examples" / "hello",
+        "--output",
+        output,
+        cwd=locked_workspace,
+        env=runner_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mean" in result.stdout
+    with zipfile.ZipFile(output / "output_1.zip") as archive:
+        assert "summary.json" in archive.namelist()
+    summary = json.loads((output / "logs" / "run.json").read_text())
+    assert summary["exit_code"] == 0
+
+
+def test_overlay_on_an_installed_flavor_and_the_duplicate_cuda_guard(
+    locked_workspace: Path, installed_pytorch: Path, tmp_path: Path
+) -> None:
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, FakeWheel("tinyplot", "1.0.0"))
+    build_wheel(wheels, FakeWheel("nvidia-cudnn-cu12", "9.1.0.70"))
+    job = tmp_path / "job" / "input_1"
+    job.mkdir(parents=True)
+    (job / "main.py").write_text("import tinyplot\nprint('tinyplot', tinyplot.VERSION)\n")
+    (job / "requirements.txt").write_text("tinyplot==1.0.0\n")
+    ok = run_cli(
+        "run",
+        "pytorch",
+        "--prefix",
+        installed_pytorch,
+        "--input",
+        job.parent,
+        "--output",
+        tmp_path / "out1",
+        cwd=locked_workspace,
+        env=runner_env(tmp_path, wheels),
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "tinyplot 1.0.0" in ok.stdout
+
+    # the installed prefix's real conda-meta says cudnn comes from conda: a CUDA wheel is refused
+    (job / "requirements.txt").write_text("nvidia-cudnn-cu12\n")
+    (job / "main.py").write_text("open('started', 'w').write('yes')\n")
+    refused = run_cli(
+        "run",
+        "pytorch",
+        "--prefix",
+        installed_pytorch,
+        "--input",
+        job.parent,
+        "--output",
+        tmp_path / "out2",
+        cwd=locked_workspace,
+        env=runner_env(tmp_path, wheels),
+    )
+    assert refused.returncode != 0
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "nvidia-cudnn-cu12" in last and "cudnn" in last.replace("nvidia-cudnn-cu12", "")
+    assert not (job / "started").exists()
