@@ -28,8 +28,8 @@ EXPLICIT_SHA256_LABEL = f"{PREFIX}explicit.sha256"
 LOCK_SHA256_LABEL = f"{PREFIX}lock.sha256"
 LOCK_FORMAT_LABEL = f"{PREFIX}lock.format-version"
 CUDA_VERSION_LABEL = f"{PREFIX}cuda.version"
-DRIVER_LABEL = f"{PREFIX}cuda.driver.minimum"
-COMPATIBLE_DRIVER_LABEL = f"{PREFIX}cuda.driver.minimum-compatible"
+DRIVER_LABEL = f"{PREFIX}cuda.driver.toolkit"
+COMPATIBLE_DRIVER_LABEL = f"{PREFIX}cuda.driver.minimum"
 UNKNOWN = "unknown"
 # What an image is built from: a change here that is not committed makes the revision "-dirty".
 BUILD_INPUTS = ("pixi.toml", "pixi.lock", "envs", "flavors", "common", "runner")

@@ -60,8 +60,8 @@ def test_provenance_labels_trace_the_image_to_its_inputs(ready_workspace: Path) 
     assert labels["io.osparc.runner.export.sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
     assert labels["io.osparc.runner.lock.format-version"] == "7"
     assert labels["io.osparc.runner.cuda.version"] == "12.4"
-    assert labels["io.osparc.runner.cuda.driver.minimum"] == "550.54.14"
-    assert labels["io.osparc.runner.cuda.driver.minimum-compatible"] == "525.60.13"
+    assert labels["io.osparc.runner.cuda.driver.toolkit"] == "550.54.14"
+    assert labels["io.osparc.runner.cuda.driver.minimum"] == "525.60.13"
     for key in ("revision", "created", "source", "version"):
         assert f"org.opencontainers.image.{key}" in labels
     assert labels["org.opencontainers.image.version"] == "1.0.0"
