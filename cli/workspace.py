@@ -370,6 +370,10 @@ class _Reader:
                 )
             else:
                 raise self.fail(key, "expected a list of features or a table", 'write name = ["feature", ...]')
+            if not all(isinstance(f, str) for f in spec.features) or not isinstance(
+                body if isinstance(body, list) else body.get("features", []), list
+            ):
+                raise self.fail(key, "features must be a list of feature names", 'write features = ["name", ...]')
             missing = [f for f in spec.features if f not in features]
             if missing:
                 raise self.fail(key, f"unknown feature {', '.join(missing)}", "define it under [feature.<name>]")

@@ -19,6 +19,7 @@ from cli.audit.readers import LockSnapshot, from_record, read_snapshot
 from cli.errors import UserError
 from cli.exports import ENVS_DIR, export_paths, flavor_lock, stale_exports
 from cli.flavors import discover_flavors
+from cli.images.generated import stale_generated
 from cli.lock_status import lock_mismatches
 from cli.lockfile import read_lock
 from cli.workspace import Workspace
@@ -113,12 +114,7 @@ def _export_findings(workspace: Workspace) -> list[Finding]:
     return findings
 
 
-def _generated_findings(workspace: Workspace, audit: LockAudit) -> list[Finding]:
-    try:
-        from cli.images.generated import stale_generated
-    except ImportError:  # the generator is another part of the CLI; without it there is nothing to compare
-        audit.notes.append("generated files not checked: cli.images.generated is not available")
-        return []
+def _generated_findings(workspace: Workspace) -> list[Finding]:
     findings = []
     for message in stale_generated(workspace):
         path, problem = _split(message)
@@ -133,5 +129,5 @@ def audit_lock(workspace: Workspace, environments: list[str] | None = None) -> L
         where = mismatch.environment if mismatch.platform is None else f"{mismatch.environment} [{mismatch.platform}]"
         audit.manifest.append(Finding("lock-mismatch", f"pixi.lock: {where}", mismatch.problem))
     audit.exports = _export_findings(workspace)
-    audit.generated = _generated_findings(workspace, audit)
+    audit.generated = _generated_findings(workspace)
     return audit

@@ -143,6 +143,7 @@ def test_mirror_may_be_a_relative_folder(workspace: Path, gpu_channel: Path) -> 
             "unknown platform 'bogus-99'",
         ),
         ('channels = ["', 'channels = [{ priority = "high", channel = "', "cannot read channel"),
+        ('pytorch = ["pytorch", "cuda", "runner"]', 'pytorch = { features = "pytorch" }', "features must be a list"),
     ],
 )
 def test_manifest_shape_errors(workspace: Path, old: str, new: str, expected: str) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -97,16 +96,11 @@ def test_refuses_stale_generated_file_and_export(ready_workspace: Path) -> None:
     assert "docker build" not in done.stdout
 
 
-@pytest.mark.parametrize("with_audit", [True, False], ids=["audit", "own-checks"])
-def test_freshness_with_and_without_the_audit(
-    ready_workspace: Path, monkeypatch: pytest.MonkeyPatch, with_audit: bool
-) -> None:
+def test_freshness_is_the_audit_of_the_flavors_built(ready_workspace: Path) -> None:
     from cli.images.freshness import StaleInputs, check_fresh
     from cli.images.generated import flavor_specs
     from cli.workspace import load_workspace
 
-    if not with_audit:
-        monkeypatch.setitem(sys.modules, "cli.audit.lock", None)  # import fails as if it were absent
     workspace = load_workspace(ready_workspace)
     specs = flavor_specs(workspace)
     check_fresh(workspace, specs)
