@@ -28,6 +28,10 @@ def runner_env(tmp_path: Path, wheels: Path | None = None) -> dict[str, str]:
     return env
 
 
+def run_job(workspace: Path, prefix: Path, job: Path, output: Path, env: dict[str, str]):
+    return run_cli("run", "pytorch", "--prefix", prefix, "--input", job, "--output", output, cwd=workspace, env=env)
+
+
 def test_shipped_example_runs_on_an_installed_flavor(locked_workspace: Path, installed_pytorch: Path, tmp_path: Path):
     output = tmp_path / "out"
     result = run_cli(
