@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -28,24 +29,16 @@ def runner_env(tmp_path: Path, wheels: Path | None = None) -> dict[str, str]:
     return env
 
 
-def run_job(workspace: Path, prefix: Path, job: Path, output: Path, env: dict[str, str]):
+def run_job(
+    workspace: Path, prefix: Path, job: Path, output: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     return run_cli("run", "pytorch", "--prefix", prefix, "--input", job, "--output", output, cwd=workspace, env=env)
 
 
 def test_shipped_example_runs_on_an_installed_flavor(locked_workspace: Path, installed_pytorch: Path, tmp_path: Path):
     output = tmp_path / "out"
-    result = run_cli(
-        "run",
-        "pytorch",
-        "--prefix",
-        installed_pytorch,
-        "--input",
-        REPO_ROOT / "runner" / "examples" / "hello",
-        "--output",
-        output,
-        cwd=locked_workspace,
-        env=runner_env(tmp_path),
-    )
+    example = REPO_ROOT / "runner" / "examples" / "hello"
+    result = run_job(locked_workspace, installed_pytorch, example, output, runner_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "mean" in result.stdout
     with zipfile.ZipFile(output / "output_1.zip") as archive:
@@ -64,36 +57,15 @@ def test_overlay_on_an_installed_flavor_and_the_duplicate_cuda_guard(
     job.mkdir(parents=True)
     (job / "main.py").write_text("import tinyplot\nprint('tinyplot', tinyplot.VERSION)\n")
     (job / "requirements.txt").write_text("tinyplot==1.0.0\n")
-    ok = run_cli(
-        "run",
-        "pytorch",
-        "--prefix",
-        installed_pytorch,
-        "--input",
-        job.parent,
-        "--output",
-        tmp_path / "out1",
-        cwd=locked_workspace,
-        env=runner_env(tmp_path, wheels),
-    )
+    env = runner_env(tmp_path, wheels)
+    ok = run_job(locked_workspace, installed_pytorch, job.parent, tmp_path / "out1", env)
     assert ok.returncode == 0, ok.stderr
     assert "tinyplot 1.0.0" in ok.stdout
 
     # the installed prefix's real conda-meta says cudnn comes from conda: a CUDA wheel is refused
     (job / "requirements.txt").write_text("nvidia-cudnn-cu12\n")
     (job / "main.py").write_text("open('started', 'w').write('yes')\n")
-    refused = run_cli(
-        "run",
-        "pytorch",
-        "--prefix",
-        installed_pytorch,
-        "--input",
-        job.parent,
-        "--output",
-        tmp_path / "out2",
-        cwd=locked_workspace,
-        env=runner_env(tmp_path, wheels),
-    )
+    refused = run_job(locked_workspace, installed_pytorch, job.parent, tmp_path / "out2", env)
     assert refused.returncode != 0
     last = refused.stderr.strip().splitlines()[-1]
     assert "nvidia-cudnn-cu12" in last and "cudnn" in last.replace("nvidia-cudnn-cu12", "")
