@@ -30,7 +30,7 @@ from cli.oci import Compression, OciBuildResult, build_oci_image  # noqa: E402
 from cli.workspace import load_workspace  # noqa: E402
 from tests.oci.conftest import EXTRA_DEPENDENCIES, add_repository_files, make_rootfs, write_extra_packages  # noqa: E402
 from tests.support.channel import build_channel, gpu_stack_packages  # noqa: E402
-from tests.support.workspace import write_workspace  # noqa: E402
+from tests.support.workspace import lock_and_export, write_workspace  # noqa: E402
 
 PAYLOAD = "bench-payload"
 
@@ -60,10 +60,6 @@ def payload_package(channel: Path, work: Path, megabytes: int) -> None:
 
 
 def prepare(root: Path, megabytes: int) -> Path:
-    from cli.exports import write_exports
-    from cli.images.generated import write_generated
-    from cli.locking import LockRequest, lock_workspace, write_result
-
     channel = root / "channel" / "gpu-forge"
     write_extra_packages(channel)
     payload_package(channel, root / "work", megabytes)
@@ -74,11 +70,7 @@ def prepare(root: Path, megabytes: int) -> Path:
         manifest.read_text().replace('uv = "*"\n', f'uv = "*"\n{EXTRA_DEPENDENCIES}{PAYLOAD} = "*"\n', 1)
     )
     add_repository_files(workspace)
-    loaded = load_workspace(workspace)
-    write_result(lock_workspace(loaded, LockRequest()))
-    write_exports(loaded)
-    write_generated(loaded)
-    return workspace
+    return lock_and_export(workspace, generate=True)
 
 
 def build(workspace: Path, flavor: str, base: Path, cache: Path, compression: Compression) -> OciBuildResult:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.channel import build_channel, gpu_stack_packages
-from tests.support.workspace import write_workspace
+from tests.support.workspace import lock_and_export, write_workspace
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,18 +37,6 @@ def gpu_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def workspace(tmp_path: Path, gpu_channel: Path) -> Path:
     """A fresh workspace with pytorch and tensorflow flavors on the fixture channel, not yet locked."""
     return write_workspace(tmp_path / "ws", gpu_channel.as_uri())
-
-
-def lock_and_export(root: Path) -> Path:
-    """Lock and export a workspace in-process (what `python -m cli lock && python -m cli export` do)."""
-    from cli.exports import write_exports
-    from cli.locking import LockRequest, lock_workspace, write_result
-    from cli.workspace import load_workspace
-
-    workspace = load_workspace(root)
-    write_result(lock_workspace(workspace, LockRequest()))
-    write_exports(workspace)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 
 from cli.oci import OciBuildResult
 from tests.support.channel import build_channel, gpu_stack_packages
-from tests.support.workspace import write_workspace
+from tests.support.workspace import lock_and_export, write_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_FILES = ("common/Dockerfile", "common/entrypoint.sh", "common/entrypoint_lib.sh", "flavors/Dockerfile")
@@ -133,20 +133,11 @@ def add_repository_files(root: Path) -> None:
 
 def prepare_workspace(root: Path, channel: Path) -> Path:
     """Write, lock, export and generate a fixture workspace ready for `build_oci_image`."""
-    from cli.exports import write_exports
-    from cli.images.generated import write_generated
-    from cli.locking import LockRequest, lock_workspace, write_result
-    from cli.workspace import load_workspace
-
     write_workspace(root, channel.as_uri())
     manifest = root / "pixi.toml"
     manifest.write_text(manifest.read_text().replace('uv = "*"\n', f'uv = "*"\n{EXTRA_DEPENDENCIES}', 1))
     add_repository_files(root)
-    workspace = load_workspace(root)
-    write_result(lock_workspace(workspace, LockRequest()))
-    write_exports(workspace)
-    write_generated(workspace)
-    return root
+    return lock_and_export(root, generate=True)
 
 
 @pytest.fixture(scope="session")

@@ -75,3 +75,18 @@ def write_workspace(root: Path, channel_url: str, flavors: tuple[str, ...] = ("p
         (folder / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata(flavor), sort_keys=False))
         (folder / "runtime.yml").write_text(yaml.safe_dump({"resources": {"VRAM": 1}}, sort_keys=False))
     return root
+
+
+def lock_and_export(root: Path, *, generate: bool = False) -> Path:
+    """In-process `python -m cli lock && python -m cli export` (and `python -m cli generate` if asked)."""
+    from cli.exports import write_exports
+    from cli.images.generated import write_generated
+    from cli.locking import LockRequest, lock_workspace, write_result
+    from cli.workspace import load_workspace
+
+    workspace = load_workspace(root)
+    write_result(lock_workspace(workspace, LockRequest()))
+    write_exports(workspace)
+    if generate:
+        write_generated(workspace)
+    return root
