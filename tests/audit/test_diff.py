@@ -12,9 +12,8 @@ import pytest
 from cli.audit.diff import diff_files, diff_snapshots
 from cli.audit.readers import LockSnapshot, read_snapshot
 from tests.audit.conftest import LOCKS, run_audit, run_cli
-from tests.conftest import lock_and_export
 from tests.support.channel import FakePackage, build_channel, gpu_stack_packages
-from tests.support.workspace import write_workspace
+from tests.support.workspace import lock_and_export, write_workspace
 
 V4 = LOCKS / "rattler-python.v4.excerpt.pixi.lock"
 V5 = LOCKS / "intminsu-pixi-sample.v5.pixi.lock"
