@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -189,8 +190,6 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
 
 def _restore_lock_urls(prefix: Path, records: list[RepoDataRecord]) -> None:
     """conda-meta should name where the lock says a package comes from, not our verified copy."""
-    import json
-
     for record in records:
         meta = prefix / "conda-meta" / f"{record.name.normalized}-{record.version}-{record.build}.json"
         if not meta.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +84,6 @@ def lock_format_version(path: Path) -> int:
     return version
 
 
-def lock_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def find_platform(lock: LockFile, name: str) -> LockPlatform | None:
     for platform in lock.platforms():
         if platform.name == name:
@@ -96,24 +91,32 @@ def find_platform(lock: LockFile, name: str) -> LockPlatform | None:
     return None
 
 
+def environment_records(lock: LockFile, environment: str, platform: str) -> list[RepoDataRecord] | None:
+    """The records of one environment and platform, or None when the lock has no such pair."""
+    env = lock.environment(environment)
+    lock_platform = find_platform(lock, platform)
+    if env is None or lock_platform is None:
+        return None
+    records = env.conda_repodata_records_for_platform(lock_platform)
+    return list(records) if records is not None else None
+
+
 def locked_records(
     workspace: Workspace, environment: str, platform: str = DEFAULT_PLATFORM, lock: LockFile | None = None
 ) -> list[RepoDataRecord]:
     """The conda records pixi.lock holds for one environment and platform (an error if there are none)."""
     lock = lock or read_lock(workspace)
-    env = lock.environment(environment)
-    if env is None:
+    if lock.environment(environment) is None:
         raise UserError(
             f"environment '{environment}' is not in the lock",
             path=workspace.lock_path,
             fix="run `python -m cli lock`",
         )
-    lock_platform_ = find_platform(lock, platform)
-    records = env.conda_repodata_records_for_platform(lock_platform_) if lock_platform_ else None
+    records = environment_records(lock, environment, platform)
     if not records:
         raise UserError(
             f"environment '{environment}' has no packages for platform {platform} in the lock",
             path=workspace.lock_path,
             fix="run `python -m cli lock`",
         )
-    return list(records)
+    return records

@@ -20,7 +20,7 @@ from cli.channels import channel_sources
 from cli.cuda import is_cpu_variant
 from cli.errors import UserError
 from cli.flavors import check_flavor_folders
-from cli.lockfile import SolvedEnvironment, find_platform, read_lock_file, render_lock, write_lock
+from cli.lockfile import SolvedEnvironment, environment_records, read_lock_file, render_lock, write_lock
 from cli.solver import solve_platform
 from cli.virtual_packages import virtual_package_strings
 from cli.workspace import ResolvedEnvironment, Workspace
@@ -59,13 +59,7 @@ def _existing_lock(workspace: Workspace) -> LockFile | None:
 
 
 def _existing_records(lock: LockFile | None, environment: str, platform: str) -> list[RepoDataRecord] | None:
-    if lock is None:
-        return None
-    env = lock.environment(environment)
-    lock_platform = find_platform(lock, platform)
-    if env is None or lock_platform is None:
-        return None
-    return env.conda_repodata_records_for_platform(lock_platform)
+    return environment_records(lock, environment, platform) if lock is not None else None
 
 
 def check_gpu_variants(workspace: Workspace, environment: str, platform: str, records: list[RepoDataRecord]) -> None:
