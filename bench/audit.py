@@ -34,9 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cli.audit.prefix import audit_prefix, default_workers, sha256_of  # noqa: E402
-from cli.installer import InstallRequest, install_environment  # noqa: E402
-from cli.locking import LockRequest, lock_workspace, write_result  # noqa: E402
-from cli.workspace import load_workspace  # noqa: E402
+from cli.lockengine.install import InstallRequest, install_environment  # noqa: E402
+from cli.lockengine.locking import LockRequest, lock_workspace, write_result  # noqa: E402
+from cli.lockengine.manifest import load_workspace  # noqa: E402
 from tests.support.channel import FakePackage, build_channel  # noqa: E402
 
 MANIFEST = """\

@@ -45,9 +45,9 @@ def cold(repeat: int) -> list[float]:
 
 def warm(repeat: int) -> list[float]:
     sys.path.insert(0, str(ROOT))
-    from cli.channels import parse_mirrors
-    from cli.locking import LockRequest, lock_workspace, write_result
-    from cli.workspace import load_workspace
+    from cli.lockengine.channels import parse_mirrors
+    from cli.lockengine.locking import LockRequest, lock_workspace, write_result
+    from cli.lockengine.manifest import load_workspace
 
     times = []
     with tempfile.TemporaryDirectory() as folder:

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli.lockengine.manifest import load_workspace  # noqa: E402
 from cli.oci import Compression, OciBuildResult, build_oci_image  # noqa: E402
-from cli.workspace import load_workspace  # noqa: E402
 from tests.oci.conftest import EXTRA_DEPENDENCIES, add_repository_files, make_rootfs, write_extra_packages  # noqa: E402
 from tests.support.channel import build_channel, gpu_stack_packages  # noqa: E402
 from tests.support.workspace import lock_and_export, write_workspace  # noqa: E402

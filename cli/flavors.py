@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.errors import UserError
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 FLAVORS_DIR = "flavors"
 METADATA_NAME = "metadata.yml"

@@ -23,7 +23,7 @@ from types import FrameType
 
 from cli.errors import UserError
 from cli.flavors import get_flavor
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.workspace import Workspace, load_workspace
+from cli.lockengine.manifest import Workspace, load_workspace
 
 ManifestPathOption = Annotated[
     Path | None,

@@ -22,8 +22,8 @@ from cli.audit.findings import Finding
 from cli.audit.readers import LockedPackage, from_record
 from cli.cuda import DriverRequirement, cuda_for_driver, driver_requirement, driver_satisfies, is_cpu_variant
 from cli.errors import UserError
-from cli.lockfile import find_platform, locked_records, read_lock
-from cli.workspace import Workspace
+from cli.lockengine.lockfile import find_platform, locked_records, read_lock
+from cli.lockengine.manifest import Workspace
 
 CUDA_VERSION_PACKAGE = "cuda-version"
 CUDA_VIRTUAL = "__cuda"

@@ -19,7 +19,7 @@ from rattler.exceptions import InvalidVersionError
 
 from cli.audit.readers import PYPI, LockedPackage, LockSnapshot, Packages, read_snapshot
 from cli.errors import UserError
-from cli.workspace import canonical_channel_url
+from cli.lockengine.manifest import canonical_channel_url
 
 ADDED = "added"
 REMOVED = "removed"

@@ -16,8 +16,8 @@ from typing import Any
 
 from cli.audit.findings import Finding
 from cli.audit.readers import LockedPackage, from_record
-from cli.lockfile import locked_records, read_lock
-from cli.workspace import Workspace
+from cli.lockengine.lockfile import locked_records, read_lock
+from cli.lockengine.manifest import Workspace
 
 PERMISSIVE = "permissive"
 WEAK_COPYLEFT = "weak-copyleft"

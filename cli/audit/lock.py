@@ -1,8 +1,8 @@
 """Is everything derived from pixi.toml in step? The lock with the manifest, the exports and generated files with both.
 
-- pixi.lock against pixi.toml: `cli.lock_status.lock_mismatches` (environments, platforms,
+- pixi.lock against pixi.toml: `cli.lockengine.freshness.lock_mismatches` (environments, platforms,
   channels, virtual packages, every spec satisfied, nothing missing or left over: pixi's rules);
-- envs/<flavor>/ exports against pixi.lock: `cli.exports.stale_exports`, and for a stale one the
+- envs/<flavor>/ exports against pixi.lock: `cli.lockengine.export.stale_exports`, and for a stale one the
   packages that differ, read back from the export itself;
 - generated files (run scripts, docker-compose.yml) against metadata.yml: `cli.images.generated`.
 """
@@ -17,12 +17,12 @@ from cli.audit.diff import diff_snapshots
 from cli.audit.findings import Finding
 from cli.audit.readers import LockSnapshot, from_record, read_snapshot
 from cli.errors import UserError
-from cli.exports import ENVS_DIR, export_paths, flavor_lock, stale_exports
 from cli.flavors import discover_flavors
 from cli.images.generated import stale_generated
-from cli.lock_status import lock_mismatches
-from cli.lockfile import read_lock
-from cli.workspace import Workspace
+from cli.lockengine.export import ENVS_DIR, export_paths, flavor_lock, stale_exports
+from cli.lockengine.freshness import lock_mismatches
+from cli.lockengine.lockfile import read_lock
+from cli.lockengine.manifest import Workspace
 
 
 @dataclass

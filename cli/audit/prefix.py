@@ -39,8 +39,8 @@ from cli.audit.findings import Finding
 from cli.audit.readers import CONDA, LockedPackage, from_record
 from cli.cuda import CONDA_CUDA_MARKERS, conda_packages_for_cuda_wheel, cuda_wheel_library
 from cli.errors import UserError
-from cli.lockfile import locked_records, read_lock
-from cli.workspace import Workspace
+from cli.lockengine.lockfile import locked_records, read_lock
+from cli.lockengine.manifest import Workspace
 
 CONDA_META = "conda-meta"
 # Written into every prefix by the installer itself, not by a package.

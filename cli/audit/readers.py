@@ -132,7 +132,7 @@ def subdir_of_url(url: str) -> str | None:
 
 
 def from_record(record: RepoDataRecord) -> LockedPackage:
-    """A py-rattler record (from pixi.lock via `cli.lockfile`) in the reader's shape."""
+    """A py-rattler record (from pixi.lock via `cli.lockengine.lockfile`) in the reader's shape."""
     return LockedPackage(
         kind=CONDA,
         name=record.name.normalized,

@@ -32,8 +32,8 @@ from packageurl import PackageURL
 from cli.audit.readers import LockedPackage, archive_name, from_record
 from cli.errors import UserError
 from cli.flavors import get_flavor
-from cli.lockfile import DEFAULT_PLATFORM, locked_records, read_lock
-from cli.workspace import Workspace
+from cli.lockengine.lockfile import DEFAULT_PLATFORM, locked_records, read_lock
+from cli.lockengine.manifest import Workspace
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 TOOL_NAME = "osparc-ml-runners"

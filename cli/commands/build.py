@@ -16,8 +16,8 @@ from cli.images.freshness import check_fresh
 from cli.images.generated import flavor_specs
 from cli.images.plan import BuildStep, Engine, FlavorSpec, as_text, build_command, build_facts, plan_builds
 from cli.images.plan import push_commands as plan_push_commands
+from cli.lockengine.manifest import Workspace
 from cli.options import JsonOption, ManifestPathOption, workspace_from
-from cli.workspace import Workspace
 
 
 def select_flavors(workspace: Workspace, target: str) -> list[FlavorSpec]:

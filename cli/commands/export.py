@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from cli.check_report import report_check
-from cli.exports import stale_exports, write_exports
 from cli.flavors import discover_flavors, get_flavor
+from cli.lockengine.export import stale_exports, write_exports
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.installer import InstallRequest, install_environment
+from cli.lockengine.install import InstallRequest, install_environment
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 

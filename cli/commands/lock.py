@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli.channels import parse_mirrors
-from cli.locking import LockRequest, lock_with_pixi, lock_workspace, write_result
+from cli.lockengine.channels import parse_mirrors
+from cli.lockengine.locking import LockRequest, lock_with_pixi, lock_workspace, write_result
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 

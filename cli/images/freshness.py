@@ -12,7 +12,7 @@ from cli.audit.lock import audit_lock
 from cli.errors import UserError
 from cli.images import naming
 from cli.images.plan import FlavorSpec
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 log = logging.getLogger(__name__)
 

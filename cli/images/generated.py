@@ -16,7 +16,7 @@ from cli.images import naming
 from cli.images.compose import render_compose
 from cli.images.plan import FlavorSpec, common_step, flavor_steps
 from cli.images.runscript import render_run_script
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from cli.flavors import Flavor
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 COMMON = "common"
 ALL = "all"

@@ -16,7 +16,7 @@ from cli.images import naming
 from cli.images.labels import runtime_labels, simcore_labels
 from cli.images.metadata import ServiceMetadata, load_metadata
 from cli.images.provenance import FLAVOR_LABEL
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 
 class Engine(StrEnum):

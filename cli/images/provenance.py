@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cli.workspace import Workspace
+from cli.lockengine.manifest import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def sha256_file(path: Path) -> str:
 
 def flavor_facts(workspace: Workspace, flavor: str) -> FlavorFacts:
     """Read the lock and the flavor's export (both must exist: the build checks freshness first)."""
-    from cli.exports import export_paths
-    from cli.lockfile import lock_format_version, locked_records
+    from cli.lockengine.export import export_paths
+    from cli.lockengine.lockfile import lock_format_version, locked_records
 
     paths = export_paths(workspace, flavor)
     explicit = paths.explicit.get(EXPLICIT_PLATFORM)

@@ -22,14 +22,14 @@ from cli.errors import UserError
 from cli.flavors import get_flavor
 from cli.images.freshness import check_fresh
 from cli.images.plan import FlavorSpec
-from cli.installer import default_cache_dir
+from cli.lockengine.install import default_cache_dir
+from cli.lockengine.manifest import Workspace
 from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
 from cli.oci.environment import PLATFORM, environment_entries, stage_environment
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
 from cli.oci.service import image_env, image_labels, iso_time, service_entries
 from cli.oci.tarball import Compression, Entry, write_layer
-from cli.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The flavor environment layer: pixi.lock installed with py-rattler into a staging folder, then packed.
 
 Records come from the lock (never a re-solve), archives are sha256-checked by
-`cli.installer.fetch_verified`, and py-rattler links them into
+`cli.lockengine.install.fetch_verified`, and py-rattler links them into
 `<staging>/opt/conda/envs/<flavor>` with `alternative_target_prefix` set to the final
 `/opt/conda/envs/<flavor>`: files carrying the build prefix placeholder name the path the
 image will have, not the staging folder. No link script runs and no GPU is needed (the
@@ -25,12 +25,12 @@ import rattler
 from rattler import RepoDataRecord, Subdir
 
 from cli.errors import UserError
-from cli.exports import export_paths
-from cli.installer import fetch_verified
-from cli.lockfile import locked_records
+from cli.lockengine.export import export_paths
+from cli.lockengine.install import fetch_verified
+from cli.lockengine.lockfile import locked_records
+from cli.lockengine.manifest import Workspace
 from cli.oci.common import CONDA_ROOT
 from cli.oci.tarball import Entry, file_copy, tree_entries
-from cli.workspace import Workspace
 
 PLATFORM = "linux-64"
 MACHINE_KEYS = ("extracted_package_dir", "package_tarball_full_path", "link")

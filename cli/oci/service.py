@@ -15,10 +15,10 @@ from pathlib import Path
 from cli.errors import UserError
 from cli.images import naming
 from cli.images.plan import FlavorSpec
+from cli.lockengine.manifest import Workspace
 from cli.oci.common import ENV, GID, HOME, UID
 from cli.oci.environment import final_prefix
 from cli.oci.tarball import Entry, tree_entries
-from cli.workspace import Workspace
 
 SERVICE_DIR = f"{HOME}/service.cli"
 

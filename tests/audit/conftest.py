@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.installer import InstallRequest, install_environment
-from cli.workspace import load_workspace
+from cli.lockengine.install import InstallRequest, install_environment
+from cli.lockengine.manifest import load_workspace
 from tests.support.cli import run_cli as support_run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import pytest
 from rattler import Channel, PackageName, SparseRepoData
 
 from cli.cuda import TOOLKIT_MINIMUM_DRIVER, cuda_for_driver, cuda_wheel_library
-from cli.lockfile import SolvedEnvironment, find_platform, read_lock, render_lock, write_lock
-from cli.workspace import load_workspace
+from cli.lockengine.lockfile import SolvedEnvironment, find_platform, read_lock, render_lock, write_lock
+from cli.lockengine.manifest import load_workspace
 from tests.audit.conftest import run_audit, run_cli
 
 

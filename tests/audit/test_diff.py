@@ -173,9 +173,9 @@ def evolution(tmp_path_factory: pytest.TempPathFactory) -> Evolution:
     manifest.write_text(
         manifest.read_text().replace('torchvision = "*"\n', 'numpy = "<2"\npytest = "*"\n'),
     )
-    from cli.exports import write_exports
-    from cli.locking import LockRequest, lock_workspace, write_result
-    from cli.workspace import load_workspace
+    from cli.lockengine.export import write_exports
+    from cli.lockengine.locking import LockRequest, lock_workspace, write_result
+    from cli.lockengine.manifest import load_workspace
 
     loaded = load_workspace(workspace)
     write_result(lock_workspace(loaded, LockRequest(update=True)))

@@ -14,8 +14,8 @@ from rattler import Channel, PackageName, SparseRepoData
 
 from cli.audit.prefix import InstalledPackage, PathEntry, audit_overlay, check_files, sha256_of
 from cli.audit.readers import LockedPackage
-from cli.lockfile import locked_records
-from cli.workspace import load_workspace
+from cli.lockengine.lockfile import locked_records
+from cli.lockengine.manifest import load_workspace
 from tests.audit.conftest import run_audit, run_cli
 
 

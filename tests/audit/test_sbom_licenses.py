@@ -13,8 +13,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 from cli.audit.licenses import COPYLEFT, OTHER, PERMISSIVE, PROPRIETARY, UNKNOWN, WEAK_COPYLEFT, licence_kind
 from cli.audit.readers import LockedPackage
 from cli.audit.sbom import channel_of, package_url
-from cli.lockfile import locked_records
-from cli.workspace import load_workspace
+from cli.lockengine.lockfile import locked_records
+from cli.lockengine.manifest import load_workspace
 from tests.audit.conftest import run_audit, run_cli
 
 

@@ -99,7 +99,7 @@ def test_refuses_stale_generated_file_and_export(ready_workspace: Path) -> None:
 def test_freshness_is_the_audit_of_the_flavors_built(ready_workspace: Path) -> None:
     from cli.images.freshness import StaleInputs, check_fresh
     from cli.images.generated import flavor_specs
-    from cli.workspace import load_workspace
+    from cli.lockengine.manifest import load_workspace
 
     workspace = load_workspace(ready_workspace)
     specs = flavor_specs(workspace)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cli.flavors import discover_flavors
 from cli.images.plan import BuildFacts, Engine, FlavorSpec, build_command, commands, plan_builds
-from cli.workspace import load_workspace
+from cli.lockengine.manifest import load_workspace
 
 
 def specs(root: Path) -> list[FlavorSpec]:

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from cli.images.provenance import SourceFacts, oci_labels, source_facts
-from cli.workspace import load_workspace
+from cli.lockengine.manifest import load_workspace
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",

@@ -205,8 +205,8 @@ class Built:
 @pytest.fixture(scope="session")
 def built_images(tmp_path_factory: pytest.TempPathFactory, oci_template: Path) -> dict[str, Built]:
     """Both flavors built once per session on the tiny rootfs (SOURCE_DATE_EPOCH from the default rule)."""
+    from cli.lockengine.manifest import load_workspace
     from cli.oci import build_oci_image
-    from cli.workspace import load_workspace
 
     folder = tmp_path_factory.mktemp("oci-images")
     base = make_rootfs(folder / "base.tar")

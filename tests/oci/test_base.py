@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from cli.errors import UserError
+from cli.lockengine.manifest import load_workspace
 from cli.oci import build_oci_image
 from cli.oci.base import import_base
 from cli.oci.layout import BlobStore
-from cli.workspace import load_workspace
 from tests.oci.conftest import BASE_EPOCH, blob, json_blob, layer_file, layer_members, make_rootfs, read_layout
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.lockengine.manifest import load_workspace
 from cli.oci import build_oci_image, resolve_epoch
 from cli.oci.service import iso_time
-from cli.workspace import load_workspace
 from tests.oci.conftest import Built, copy_workspace, json_blob, make_rootfs, read_layout
 
 

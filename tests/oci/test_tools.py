@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.lockengine.manifest import load_workspace
 from cli.oci import build_oci_image
-from cli.workspace import load_workspace
 from tests.oci.conftest import BASE_EPOCH, Built
 
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")

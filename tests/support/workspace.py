@@ -79,10 +79,10 @@ def write_workspace(root: Path, channel_url: str, flavors: tuple[str, ...] = ("p
 
 def lock_and_export(root: Path, *, generate: bool = False) -> Path:
     """In-process `python -m cli lock && python -m cli export` (and `python -m cli generate` if asked)."""
-    from cli.exports import write_exports
     from cli.images.generated import write_generated
-    from cli.locking import LockRequest, lock_workspace, write_result
-    from cli.workspace import load_workspace
+    from cli.lockengine.export import write_exports
+    from cli.lockengine.locking import LockRequest, lock_workspace, write_result
+    from cli.lockengine.manifest import load_workspace
 
     workspace = load_workspace(root)
     write_result(lock_workspace(workspace, LockRequest()))

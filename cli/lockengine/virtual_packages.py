@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rattler import BuildString, GenericVirtualPackage, PackageName, Version
 
-from cli.workspace import PlatformSpec
+from cli.lockengine.manifest import PlatformSpec
 
 DEFAULT_LINUX = "4.18"
 DEFAULT_GLIBC = "2.28"

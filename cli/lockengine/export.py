@@ -25,8 +25,8 @@ from rattler import LockFile, RepoDataRecord
 from cli.errors import UserError
 from cli.fileio import atomic_write_text
 from cli.flavors import Flavor, discover_flavors
-from cli.lockfile import locked_records, read_lock
-from cli.workspace import Workspace
+from cli.lockengine.lockfile import locked_records, read_lock
+from cli.lockengine.manifest import Workspace
 
 ENVS_DIR = "envs"
 CONDA_LOCK_NAME = "conda-lock.yml"

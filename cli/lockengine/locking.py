@@ -16,14 +16,14 @@ from pathlib import Path
 
 from rattler import LockFile, RepoDataRecord
 
-from cli.channels import channel_sources
 from cli.cuda import is_cpu_variant
 from cli.errors import UserError
 from cli.flavors import check_flavor_folders
-from cli.lockfile import SolvedEnvironment, environment_records, read_lock_file, render_lock, write_lock
-from cli.solver import solve_platform
-from cli.virtual_packages import virtual_package_strings
-from cli.workspace import ResolvedEnvironment, Workspace
+from cli.lockengine.channels import channel_sources
+from cli.lockengine.lockfile import SolvedEnvironment, environment_records, read_lock_file, render_lock, write_lock
+from cli.lockengine.manifest import ResolvedEnvironment, Workspace
+from cli.lockengine.solve import solve_platform
+from cli.lockengine.virtual_packages import virtual_package_strings
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from rattler import LockChannel, LockFile, LockPlatform, RepoDataRecord, Subdir
 
 from cli.errors import UserError
 from cli.fileio import atomic_write_bytes
-from cli.virtual_packages import merge_virtual_packages
-from cli.workspace import PlatformSpec, Workspace
+from cli.lockengine.manifest import PlatformSpec, Workspace
+from cli.lockengine.virtual_packages import merge_virtual_packages
 
 DEFAULT_PLATFORM = "linux-64"
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from rattler import LockFile, MatchSpec, RepoDataRecord
 
-from cli.lockfile import find_platform
-from cli.solver import match_specs
-from cli.virtual_packages import merge_virtual_packages, virtual_package_strings
-from cli.workspace import Workspace
+from cli.lockengine.lockfile import find_platform
+from cli.lockengine.manifest import Workspace
+from cli.lockengine.solve import match_specs
+from cli.lockengine.virtual_packages import merge_virtual_packages, virtual_package_strings
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from cli.errors import UserError
 from cli.fileio import atomic_write_text
-from cli.lock_status import lock_mismatches
-from cli.lockfile import locked_records, read_lock
-from cli.workspace import Workspace
+from cli.lockengine.freshness import lock_mismatches
+from cli.lockengine.lockfile import locked_records, read_lock
+from cli.lockengine.manifest import Workspace
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

@@ -11,10 +11,10 @@ from rattler import Channel, Gateway, MatchSpec, RepoDataRecord, SparseRepoData,
 from rattler.exceptions import GatewayError, InvalidMatchSpecError, SolverError
 from rattler.networking import Client, MirrorMiddleware
 
-from cli.channels import ChannelSource, local_repodata
 from cli.errors import SolveError, UserError
-from cli.virtual_packages import virtual_packages
-from cli.workspace import PlatformSpec, ResolvedEnvironment, Workspace
+from cli.lockengine.channels import ChannelSource, local_repodata
+from cli.lockengine.manifest import PlatformSpec, ResolvedEnvironment, Workspace
+from cli.lockengine.virtual_packages import virtual_packages
 
 log = logging.getLogger(__name__)
 

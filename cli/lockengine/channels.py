@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 from rattler import Channel, SparseRepoData
 
 from cli.errors import UserError
-from cli.workspace import canonical_channel_url
+from cli.lockengine.manifest import canonical_channel_url
 
 
 @dataclass(frozen=True)
