@@ -89,6 +89,7 @@ def stage_environment(workspace: Workspace, flavor: str, stage: Path, cache: Pat
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot install '{flavor}' into the image's staging folder: {first}", path=prefix) from error
     normalise_conda_meta(prefix, records)
+    (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)  # py-rattler marks the prefix as a cache; an image is not one
     return StagedEnvironment(flavor, stage, prefix, records)
 
 
