@@ -101,3 +101,4 @@ def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
     assert run.code == 0, run.text
     assert read_zip_member(second.outputs / "output_1.zip", "slowpkg.txt").decode() == VALUE
     assert not run.at_level("error"), run.text
+    assert run.progress == [], "the runner's overlay lines must not read as progress"

@@ -13,7 +13,9 @@ import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from cli.cuda import TOOLKIT_MINIMUM_DRIVER
@@ -130,8 +132,9 @@ def test_dockerfiles_name_images_fully_qualified() -> None:
     assert fully_qualified(DEFAULT_BASE_IMAGE)
 
 
-def test_the_flavor_image_env_of_the_docker_plan_is_the_oci_configs(oci_workspace: Path, tmp_path: Path) -> None:
-    """The same workspace, both engines: every ENV the Docker build gives, the OCI config holds, NVIDIA's included."""
+@pytest.fixture()
+def both_envs(oci_workspace: Path, tmp_path: Path) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+    """One workspace, both engines: the ENV of the Docker plan's rendered Dockerfile, and the OCI image's config."""
     shutil.copy(REPO / "flavors" / "Dockerfile.dockerignore", oci_workspace / "flavors")
     runtime = oci_workspace / "flavors" / "tensorflow" / "runtime.yml"
     document = yaml.safe_load(runtime.read_text())
@@ -152,9 +155,13 @@ def test_the_flavor_image_env_of_the_docker_plan_is_the_oci_configs(oci_workspac
     files = read_layout(archive)
     config = json_blob(files, json_blob(files, result.manifest_digest)["config"]["digest"])
     oci_env = dict(item.split("=", 1) for item in config["config"]["Env"])
+    return docker_env, oci_env, config
 
-    assert docker_env.items() <= oci_env.items()
-    assert docker_env["CONDA_PREFIX"] == oci_env["CONDA_PREFIX"]
+
+def test_nvidia_variables_and_flavor_defaults_of_the_docker_plan_and_the_oci_config(
+    both_envs: tuple[dict[str, str], dict[str, str], dict[str, Any]],
+) -> None:
+    docker_env, oci_env, config = both_envs
     for key, value in FLAVOR_DEFAULTS.items():
         assert docker_env[key] == oci_env[key] == value
     assert docker_env["NVIDIA_VISIBLE_DEVICES"] == oci_env["NVIDIA_VISIBLE_DEVICES"] == "all"
@@ -164,3 +171,10 @@ def test_the_flavor_image_env_of_the_docker_plan_is_the_oci_configs(oci_workspac
     # The runtime's floor is the driver the label and `audit cuda` name (CUDA 12 minor version compatibility).
     minimum = config["config"]["Labels"]["io.osparc.runner.cuda.driver.minimum"]
     assert TOOLKIT_MINIMUM_DRIVER[requirement.removeprefix("cuda>=")] == minimum == "525.60.13"
+
+
+def test_every_env_of_the_docker_plan_is_in_the_oci_config(
+    both_envs: tuple[dict[str, str], dict[str, str], dict[str, Any]],
+) -> None:
+    docker_env, oci_env, _ = both_envs
+    assert {key: oci_env.get(key) for key in docker_env} == docker_env
