@@ -77,7 +77,9 @@ class Resources:
             limits.append(f"{human_bytes(self.memory_bytes)} of memory (SIMCORE_MEMORY_BYTES_LIMIT)")
         if not limits:
             return
-        threads = f": {count} thread{'' if count == 1 else 's'} for OpenMP, MKL, OpenBLAS, BLIS, numexpr, TensorFlow" if self.threads else ""
+        threads = ""
+        if self.threads:
+            threads = f": {count} thread{'' if count == 1 else 's'} for OpenMP, MKL, OpenBLAS, BLIS, numexpr, TensorFlow"
         kept = f"; as given: {', '.join(f'{k}={v}' for k, v in self.kept.items())}" if self.kept else ""
         log.info("limits: %s%s%s", ", ".join(limits), threads, kept)
 
