@@ -79,7 +79,7 @@ class Resources:
             return
         threads = ""
         if self.threads:
-            threads = f": {count} thread{'' if count == 1 else 's'} for OpenMP, MKL, OpenBLAS, BLIS, numexpr, TensorFlow"
+            threads = f": {count} thread{'' if count == 1 else 's'} for OpenMP, MKL, OpenBLAS, BLIS, numexpr, TF"
         kept = f"; as given: {', '.join(f'{k}={v}' for k, v in self.kept.items())}" if self.kept else ""
         log.info("limits: %s%s%s", ", ".join(limits), threads, kept)
 
