@@ -24,7 +24,7 @@ from runner.diagnosis import script_ending
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
 from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, OverlayError, RunnerError
 from runner.execute import execute
-from runner.logs import log
+from runner.logs import INFO, log
 from runner.resources import Resources, human_bytes
 
 TYPE_CHECKING = False
@@ -359,5 +359,4 @@ def _print_traceback() -> None:
     """Our own traceback, each line marked as the runner's: a code line like `    0.5 * x` must not read as progress."""
     import traceback
 
-    for line in traceback.format_exc().splitlines():
-        log.info("%s", line)
+    log.emit(INFO, "%s", (traceback.format_exc().rstrip(),), always=True)

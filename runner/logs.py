@@ -62,11 +62,11 @@ class Log:
             self.file.close()
             self.file = None
 
-    def emit(self, level: int, message: str, args: tuple[object, ...]) -> None:
+    def emit(self, level: int, message: str, args: tuple[object, ...], *, always: bool = False) -> None:
         text = message % args if args else message
         prefix = _PREFIX[level]
         lines = "".join(f"{prefix}{line}\n" for line in text.splitlines() or [""])
-        if level >= self.level:
+        if level >= self.level or always:
             self.last_line = time.monotonic()
             try:
                 sys.stderr.write(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import zipfile
@@ -58,6 +59,13 @@ def assert_read_as_oSPARC_should(lines: list[str]) -> None:
 )
 def test_the_backends_progress_expression(line: str, value: float | None) -> None:
     assert progress_of(line) == value
+
+
+def test_a_leading_date_is_dropped_before_reading_progress() -> None:
+    assert may_read_as_progress("2026-08-21T10:00:00.123Z [PROGRESS] 0.5")
+    assert may_read_as_progress("    0.5 / zero")
+    assert not may_read_as_progress("runner: 0.5 / zero")  # `runner:` is no date
+    assert not may_read_as_progress("2026-08-21T10:00:00Z runner: 0.5")
 
 
 def test_the_backends_log_levels() -> None:
@@ -396,3 +404,27 @@ def test_the_flavors_ports_are_the_runners(flavor: str) -> None:
     made = {f"output_{n}.zip": f"output_{n}" for n in range(1, OUTPUTS + 1)}
     for key, port in metadata["outputs"].items():
         assert port["fileToKeyMap"].items() <= made.items(), key
+
+
+def test_a_runner_bug_ends_as_a_failed_job_whose_traceback_reads_as_the_runners(
+    job: Job, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A fault injected where a bug could be: the traceback's lines (`    0.5 / zero`) must not read as progress."""
+    import runner.job
+
+    def bug(*_args: object) -> None:
+        zero = 0
+        0.5 / zero  # the bug: a traceback line that, unmarked, would read as 50 % progress
+
+    job.write("main.py", "raise SystemExit('must not run')\n")
+    monkeypatch.setattr(runner.job, "find_entrypoint", bug)
+    env = {"INPUT_FOLDER": str(job.input_folder), "OUTPUT_FOLDER": str(job.output_folder), "PATH": os.defpath}
+    assert runner.job.run_job(runner.job.Options(), env) == 70
+    lines = capfd.readouterr().err.splitlines()
+    assert "runner:     0.5 / zero  # the bug: a traceback line that, unmarked, would read as 50 % progress" in lines
+    assert lines[-1].startswith(
+        "error: runner: internal error: ZeroDivisionError: float division by zero (a runner bug"
+    )
+    assert_read_as_oSPARC_should(lines)
+    assert json.loads((job.output_folder / "logs" / "run.json").read_text())["status"] == "setup-failed"
+    assert (job.output_folder / "output_4.zip").is_file()

@@ -49,14 +49,17 @@ def progress_of(line: str) -> float | None:
 
 
 def may_read_as_progress(line: str) -> bool:
-    """Whether the backend could read progress from `line`: taken whole, or after its first word.
+    """Whether the backend could read progress from `line`: taken whole, or after a first word that is a date.
 
-    The backend drops the first word when `arrow` reads it as a date; checking both ways
-    covers every word arrow might accept without depending on arrow.
+    The backend drops the first word when `arrow.get` reads it as an ISO 8601 date, which
+    always starts with a four-digit year: any word that starts with a digit is treated as
+    one here, so that no date arrow accepts is missed (without depending on arrow).
     """
     line = line.strip("\n")
-    rest = line.split(" ", 1)[1] if " " in line else ""
-    return progress_of(line) is not None or progress_of(rest) is not None
+    first, _, rest = line.partition(" ")
+    if first[:1].isdigit() and progress_of(rest) is not None:
+        return True
+    return progress_of(line) is not None
 
 
 def log_level_of(line: str) -> str:
