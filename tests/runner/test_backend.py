@@ -206,7 +206,8 @@ def test_a_kill_names_the_memory_limit(job: Job, run_job: RunJob) -> None:
 def test_a_gpu_job_without_a_visible_gpu_says_so_once_before_the_script(
     job: Job, run_job: RunJob, scheduled: str | None
 ) -> None:
-    assert not nvidia_devices(), "this test expects a machine without NVIDIA devices"
+    if nvidia_devices():
+        pytest.skip("this machine has an NVIDIA device: the no-GPU case cannot be seen here")
     job.write("main.py", "import sys\nprint('script starts', file=sys.stderr)\n")
     result = run_job(env={"SC_COMP_SERVICES_SCHEDULED_AS": scheduled} if scheduled else {})
     lines = result.stderr.splitlines()
