@@ -158,7 +158,8 @@ def _run(
     child_env = child_environment(env, contract, RUNNER_ROOT)
     resources.apply(child_env)
     with log.heartbeat("preparing the code"):
-        code = prepare_code(contract.code_source(), env.get("RUNNER_WORK_DIR"))
+        source = contract.code_source()
+        code = prepare_code(source, env.get("RUNNER_WORK_DIR"), unpack_zips=source != contract.input_folder)
     overlay: Overlay | None = None
     try:
         script, how = find_entrypoint(code.path, options.entrypoint or env.get("RUNNER_ENTRYPOINT"))

@@ -288,6 +288,23 @@ def test_the_flat_layout_as_the_backend_stages_it(job: Job, run_job: RunJob) -> 
     assert job.summary()["folders"]["layout"] == "flat"  # type: ignore[index]
 
 
+def test_a_zip_in_the_flat_layout_is_data_and_left_alone(job: Job, run_job: RunJob) -> None:
+    """oSPARC unpacks code zips itself: a zip still in /inputs is a port of type data:application/zip."""
+    for child in job.input_folder.iterdir():
+        child.rmdir()
+    (job.input_folder / "main.py").write_text(
+        "import os, zipfile\nprint(os.getcwd() == os.environ['INPUT_FOLDER'], zipfile.ZipFile('data.zip').namelist())\n"
+    )
+    with zipfile.ZipFile(job.input_folder / "data.zip", "w") as bundle:
+        bundle.writestr("other.py", "raise SystemExit('a zip of data is not code')\n")
+    result = run_job()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["True ['other.py']"]
+    (job.input_folder / "main.py").unlink()
+    assert "no Python script in" in error_line(run_job())
+    assert "(data.zip left zipped: in the flat layout a zip is a port's data)" in error_line(run_job())
+
+
 def test_a_mixed_layout_points_each_input_at_what_exists(job: Job, run_job: RunJob, tmp_path: Path) -> None:
     for child in job.input_folder.iterdir():
         child.rmdir()
