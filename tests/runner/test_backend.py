@@ -279,7 +279,7 @@ def test_the_flat_layout_as_the_backend_stages_it(job: Job, run_job: RunJob) -> 
     (job.input_folder / "helper.py").write_text("X = 42\n")  # from the user's unpacked code zip
     (job.input_folder / "data.csv").write_text("a,b\n")
     (job.input_folder / "inputs.json").write_text('{"input_3": null}')
-    # oSPARC's run script exports INPUT_N=$INPUT_FOLDER/input_N whether or not it exists: no news, no warning.
+    # The image's service.cli/run exports INPUT_N=$INPUT_FOLDER/input_N whether or not it exists: no warning.
     named = {f"INPUT_{n}": str(job.input_folder / f"input_{n}") for n in range(1, 6)}
     result = run_job(env=named)
     assert result.returncode == 0, result.stderr
