@@ -4,15 +4,13 @@ oSPARC's catalog decodes each `io.simcore.<key>` label as JSON and expects `{"<k
 (what `ooil` writes); `simcore.service.settings` is the JSON list of runtime settings and
 `simcore.service.restart-policy` a plain word.
 
-runtime.yml may also hold `environment:`, the flavor's defaults for variables the image sets
-(e.g. `TF_FORCE_GPU_ALLOW_GROWTH: "true"` for tensorflow). They are not labels: both engines
-set them as image ENV, and `cli run` applies them; a value in the job's environment wins.
+runtime.yml may also hold `environment:` (read by `cli.flavors.environment_defaults`): not
+labels, but ENV defaults both engines give the image.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +22,6 @@ from cli.images.metadata import ServiceMetadata
 SIMCORE_PREFIX = "io.simcore."
 SETTINGS_LABEL = "simcore.service.settings"
 RESTART_POLICY_LABEL = "simcore.service.restart-policy"
-ENVIRONMENT_KEY = "environment"
-VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Set by the images themselves or by oSPARC's backend: a flavor default for one of them would be wrong or ignored.
-RESERVED_VARIABLES = frozenset(
-    {
-        "PATH", "HOME", "CONDA_PREFIX", "RUNNER_PYTHON", "RUNNER_FLAVOR", "RUNNER_HOME", "RUNNER_CACHE_DIR",
-        "INPUT_FOLDER", "OUTPUT_FOLDER", "LOG_FOLDER", "SC_USER_NAME", "SC_USER_ID", "SC_USER_HOME",
-        "SC_COMP_SERVICES_SCHEDULED_AS", "SIMCORE_NANO_CPUS_LIMIT", "SIMCORE_MEMORY_BYTES_LIMIT",
-        "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA",
-    }
-)  # fmt: skip
 
 
 def simcore_labels(metadata: ServiceMetadata) -> dict[str, str]:
@@ -70,50 +57,6 @@ def read_runtime(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise UserError("expected a mapping", path=path, fix="write runtime.yml as key: value pairs")
     return document
-
-
-def runtime_environment(path: Path) -> dict[str, str]:
-    """runtime.yml's `environment:` mapping as image ENV: names checked, YAML scalars as the shell would see them."""
-    environment = read_runtime(path).get(ENVIRONMENT_KEY)
-    if environment is None:
-        return {}
-    if not isinstance(environment, dict):
-        raise UserError(
-            f"field '{ENVIRONMENT_KEY}': expected a mapping of variable names to values",
-            path=path,
-            fix='write e.g. environment: {TF_FORCE_GPU_ALLOW_GROWTH: "true"}',
-        )
-    values: dict[str, str] = {}
-    for name, value in environment.items():
-        if not isinstance(name, str) or not VARIABLE_NAME.match(name):
-            raise UserError(
-                f"field '{ENVIRONMENT_KEY}': {name!r} is not a variable name",
-                path=path,
-                fix="use letters, digits and underscores, not starting with a digit",
-            )
-        if name in RESERVED_VARIABLES:
-            raise UserError(
-                f"field '{ENVIRONMENT_KEY}': {name} is set by the image or by oSPARC, not by a flavor",
-                path=path,
-                fix=f"remove {name} from {ENVIRONMENT_KEY}",
-            )
-        if isinstance(value, bool):
-            values[name] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            values[name] = str(value)
-        else:
-            raise UserError(
-                f"field '{ENVIRONMENT_KEY}': {name} must be a single value, not {type(value).__name__}",
-                path=path,
-                fix=f'quote it: {name}: "..."',
-            )
-        if "\n" in values[name]:
-            raise UserError(
-                f"field '{ENVIRONMENT_KEY}': the value of {name} spans lines",
-                path=path,
-                fix="give a one-line value",
-            )
-    return values
 
 
 def runtime_labels(path: Path) -> dict[str, str]:

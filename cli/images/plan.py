@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from cli.flavors import Flavor
+from cli.flavors import Flavor, environment_defaults
 from cli.images import naming
-from cli.images.labels import runtime_environment, runtime_labels, simcore_labels
+from cli.images.labels import runtime_labels, simcore_labels
 from cli.images.metadata import ServiceMetadata, load_metadata
 from cli.images.provenance import FLAVOR_LABEL
 from cli.lockengine.manifest import Workspace
@@ -44,7 +44,7 @@ class FlavorSpec:
         labels = {**simcore_labels(metadata), **runtime_labels(flavor.runtime_path), FLAVOR_LABEL: flavor.name}
         fragment = naming.fragment_path(flavor)
         relative = fragment.relative_to(workspace.root) if fragment else None
-        environment = runtime_environment(flavor.runtime_path)
+        environment = environment_defaults(flavor)
         return cls(flavor.name, flavor.folder, metadata, labels, relative, environment)
 
 

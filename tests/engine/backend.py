@@ -11,8 +11,8 @@ What the backend does is read from osparc-simcore, services/dask-sidecar,
   the service settings' env entries;
 - read-write binds of /inputs, /outputs, /logs, owned by the backend's user (8004);
 - create, start, wait until it stops, read the container log line by line; each line is
-  searched with the progress expression below (unless the image's io.simcore.progress_regexp
-  label gives another) and given a log level by its first word.
+  searched with the backend's progress expression and given a log level by its first word
+  (tests/support/backend.py; our images set no io.simcore.progress_regexp label).
 The log is read without podman's timestamps: the backend strips docker's before parsing,
 and podman, unlike docker, stamps each partial write rather than each line.
 """
@@ -21,55 +21,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from tests.engine.podman import Podman
+from tests.support.backend import log_level_of, may_read_as_progress, progress_of
 
-# The backend's default progress expression (docker_utils / models: ImageLabels.get_progress_regexp).
-PROGRESS_REGEXP = (
-    r"^(?:\[?PROGRESS\]?:?)?\s*(?P<value>[0-1]?\.\d+|\d+\s*(?:(?P<percent_sign>%)|\d+\s*(?P<percent_explicit>percent))"
-    r"|\[?(?P<fraction>\d+\/\d+)\]?|0|1)"
-)
-ERROR_STARTS = ("error", "[error]", "err", "[err]", "exception", "[exception]", "exc:", "exc ", "[exc]")
-WARNING_STARTS = ("warning", "[warning]", "warn", "[warn]")
 BACKEND_UID = 8004
-
-
-def progress_value(line: str, expression: str = PROGRESS_REGEXP) -> float | None:
-    """The progress the backend reads from one log line (a leading timestamp word is dropped first), or None."""
-    words = line.split(" ", 1)
-    if len(words) == 2:
-        try:
-            datetime.fromisoformat(words[0].replace("Z", "+00:00"))
-            line = words[1]
-        except ValueError:
-            pass
-    match = re.search(expression, line)
-    if match is None:
-        return None
-    value = match.group("value")
-    if match.group("percent_sign"):
-        return float(value.split("%")[0].strip()) / 100
-    if match.group("percent_explicit"):
-        return float(value.split("percent")[0].strip()) / 100
-    if match.group("fraction"):
-        done, total = match.group("fraction").split("/")
-        return float(done) / float(total)
-    return float(value)
-
-
-def log_level(line: str) -> str:
-    lowered = line.lower().strip()
-    if lowered.startswith(ERROR_STARTS):
-        return "error"
-    if lowered.startswith(WARNING_STARTS):
-        return "warning"
-    return "info"
 
 
 @dataclass
@@ -113,21 +73,16 @@ class Job:
 class Run:
     code: int
     lines: list[str]
-    expression: str = PROGRESS_REGEXP
     name: str = ""
 
     @property
-    def progress(self) -> list[tuple[str, float]]:
-        """Every line the backend reads a progress value from, with the value."""
-        found = []
-        for line in self.lines:
-            value = progress_value(line, self.expression)
-            if value is not None:
-                found.append((line, value))
-        return found
+    def progress(self) -> list[tuple[str, float | None]]:
+        """Every line the backend may read a progress value from, with the value it reads from the whole line."""
+        return [(line, progress_of(line)) for line in self.lines if may_read_as_progress(line)]
 
     def at_level(self, level: str) -> list[str]:
-        return [line for line in self.lines if log_level(line) == level]
+        """The lines the backend logs at `level` (ERROR, WARNING, INFO)."""
+        return [line for line in self.lines if log_level_of(line) == level.upper()]
 
     @property
     def text(self) -> str:
@@ -141,12 +96,6 @@ class Backend:
     podman: Podman
     image: str
     settings_env: dict[str, str] = field(default_factory=dict)
-
-    def progress_expression(self) -> str:
-        labels = self.podman.inspect(self.image).get("Labels") or {}
-        assert isinstance(labels, dict)
-        label = labels.get("io.simcore.progress_regexp")
-        return json.loads(label)["progress_regexp"] if label else PROGRESS_REGEXP
 
     def create(
         self,
@@ -181,7 +130,7 @@ class Backend:
         """Wait for the container to stop, read its log as the backend does, remove it."""
         try:
             code = int(self.podman.run("wait", name, timeout=timeout).stdout.strip())
-            return Run(code, merged_log(self.podman, name), self.progress_expression(), name)
+            return Run(code, merged_log(self.podman, name), name)
         finally:
             self.podman.run("rm", "--force", name, check=False)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.backend import BACKEND_UID, Backend, Job, log_level
+from tests.engine.backend import BACKEND_UID, Backend, Job
 from tests.engine.conftest import DockerBuild, EngineSession
 from tests.engine.jobs import SCRIPT_PROGRESS, report_of, reporting_job_files
 from tests.engine.podman import Podman
@@ -61,7 +61,7 @@ def test_a_backend_run(
 
     # The backend's progress expression finds the script's four lines and nothing of the entrypoint's or runner's.
     assert [value for _, value in run.progress] == SCRIPT_PROGRESS, run.progress
-    assert [line for line in run.lines if log_level(line) == "error"] == [], run.text
+    assert run.at_level("error") == [], run.text
 
 
 def test_a_root_owned_0755_output_folder_fails_at_start_with_one_line(

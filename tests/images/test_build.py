@@ -230,10 +230,10 @@ def test_runtime_environment_is_appended_to_a_rendered_dockerfile(ready_workspac
 @pytest.mark.parametrize(
     ("environment", "message"),
     [
-        ("environment: [A, B]", "field 'environment': expected a mapping"),
-        ("environment: {1X: a}", "'1X' is not a variable name"),
-        ("environment: {NVIDIA_VISIBLE_DEVICES: none}", "NVIDIA_VISIBLE_DEVICES is set by the image or by oSPARC"),
-        ("environment: {A: [1, 2]}", "A must be a single value, not list"),
+        ("environment: [A, B]", "'environment' is not a mapping"),
+        ("environment: {1X: a}", "'environment.1X' is not a variable name"),
+        ("environment: {NVIDIA_VISIBLE_DEVICES: none}", "NVIDIA_VISIBLE_DEVICES' is set by the image or by oSPARC"),
+        ("environment: {A: [1, 2]}", "'environment.A' is not a plain value"),
     ],
 )
 def test_bad_runtime_environment_is_one_line(ready_workspace: Path, environment: str, message: str) -> None:
