@@ -85,7 +85,9 @@ def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
     cache.mkdir()
     binds = [(cache, RUNNER_CACHE_DIR), (wheels, "/wheels:ro")]
     index = {"UV_FIND_LINKS": "/wheels", "UV_OFFLINE": "1"}
-    files: dict[str, str | bytes] = {"main.py": OVERLAY_SCRIPT, "requirements.txt": "slowpkg==1.0\n"}
+    # Built from source on purpose: the overlay builds wheels only unless requirements.txt allows it.
+    requirements = "--no-binary slowpkg\nslowpkg==1.0\n"
+    files: dict[str, str | bytes] = {"main.py": OVERLAY_SCRIPT, "requirements.txt": requirements}
 
     first = Job(tmp_path / "first")
     first.stage(files)
