@@ -512,9 +512,11 @@ def transitive_conflicts(
                 if locked is None or requirement.key in shadowed:
                     continue
                 if requirement.satisfied_by(locked.version) is False:
-                    plain = Requirement(requirement.name, requirement.extras, requirement.specifier)
                     conflicts[(key, requirement.key)] = Conflict(
-                        str(plain), locked.name, locked.version, needed_by=f"{dist.name} {dist.version}"
+                        requirement.without_marker(),
+                        locked.name,
+                        locked.version,
+                        needed_by=f"{dist.name} {dist.version}",
                     )
     return list(conflicts.values())
 

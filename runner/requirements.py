@@ -5,6 +5,11 @@ a line that does not parse is reported with its line number before anything is
 installed; a requirement can be compared with the locked base's installed version to
 explain a conflict; and the overlay's cache key is computed from a normalised form, so
 reordering lines or editing comments does not rebuild an overlay.
+
+Each requirement is read by `packaging` (PEP 440 versions, PEP 508 requirements and
+markers); this module only knows the pip file format around them. `packaging` comes from
+the base environment (the flavors lock it in their `runner` feature) and is imported here
+only, so a job without requirements.txt never pays for it.
 """
 
 from __future__ import annotations
@@ -12,29 +17,49 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from runner.errors import BadInput
-from runner.markers import InvalidMarker, default_environment, parse_marker
-from runner.pep440 import InvalidSpecifier, InvalidVersion, SpecifierSet, Version
+from runner.errors import BadInput, OverlayError
 
-NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_NAME = re.compile(NAME)
-_FULL_NAME = re.compile(rf"^{NAME}$")
-_NAMED_URL = re.compile(rf"^\s*{NAME}\s*(?:\[[^\]]*\])?\s*@")
+try:
+    from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+    from packaging.requirements import InvalidRequirement as _PackagingInvalidRequirement
+    from packaging.requirements import Requirement as _PackagingRequirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+except ModuleNotFoundError:
+    raise OverlayError(
+        f"requirements.txt needs the 'packaging' library, and the base environment ({sys.prefix}) has none",
+        "add packaging to the flavor's environment (the runner feature in pixi.toml), "
+        "or run on an environment that has it (cli run --python)",
+    ) from None
+
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^file:")
+_NAMED_URL = re.compile(r"^\s*[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:\[[^\]]*\])?\s*@")
 _ARCHIVE = re.compile(r"\.(whl|zip|tar\.gz|tgz|tar\.bz2|tar\.xz)$", re.IGNORECASE)
+_SDIST = re.compile(r"^(?P<name>.+?)-[0-9][^-]*\.(zip|tar\.gz|tgz|tar\.bz2|tar\.xz)$", re.IGNORECASE)
 _HASH = re.compile(r"\s+--hash[=\s]\s*(\S+)")
 _ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 
 PARSE_FIX = "write one requirement per line in PEP 508 form, e.g. 'requests>=2.31' or 'numpy==2.1.*'"
+MARKER_ERRORS = (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName)
 
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalisation: `Foo_Bar.baz` → `foo-bar-baz`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
+
+
+def is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
 
 
 class InvalidRequirement(ValueError):
@@ -42,66 +67,69 @@ class InvalidRequirement(ValueError):
 
 
 class Requirement:
-    """One PEP 508 requirement, e.g. `torch[extra]>=2.4 ; sys_platform == "linux"`."""
+    """One PEP 508 requirement (as `packaging` reads it) and where it came from."""
 
-    __slots__ = ("extras", "hashes", "marker", "name", "specifier", "url", "where")
+    __slots__ = ("hashes", "parsed", "where")
 
-    def __init__(
-        self,
-        name: str,
-        extras: tuple[str, ...] = (),
-        specifier: str = "",
-        url: str | None = None,
-        marker: str | None = None,
-        hashes: tuple[str, ...] = (),
-        where: str = "",
-    ) -> None:
-        self.name = name
-        self.extras = extras
-        self.specifier = specifier
-        self.url = url
-        self.marker = marker
+    def __init__(self, parsed: _PackagingRequirement, hashes: tuple[str, ...] = (), where: str = "") -> None:
+        self.parsed = parsed
         self.hashes = hashes
         self.where = where
 
     @property
-    def key(self) -> str:
-        return canonical_name(self.name)
+    def name(self) -> str:
+        return self.parsed.name
 
     @property
-    def specifiers(self) -> SpecifierSet:
-        return SpecifierSet(self.specifier)
+    def key(self) -> str:
+        return canonical_name(self.parsed.name)
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        return tuple(sorted(self.parsed.extras))
+
+    @property
+    def specifier(self) -> SpecifierSet:
+        return self.parsed.specifier
+
+    @property
+    def url(self) -> str | None:
+        return self.parsed.url
+
+    @property
+    def marker(self) -> Marker | None:
+        return self.parsed.marker
 
     def applies(self, extras: tuple[str, ...] = ("",)) -> bool:
         """Whether the marker holds on this interpreter for any of `extras` ("" = no extra)."""
-        if not self.marker:
+        marker = self.parsed.marker
+        if marker is None:
             return True
-        node = parse_marker(self.marker)
-        environment = default_environment()
-        return any(node({**environment, "extra": extra}) for extra in extras)
+        try:
+            return any(marker.evaluate({"extra": extra}) for extra in extras)
+        except MARKER_ERRORS:
+            return True  # let uv decide; it evaluates markers the same way
 
     def satisfied_by(self, version: str) -> bool | None:
-        """True/False, or None when the installed version is not PEP 440 or this is a URL requirement."""
-        if self.url is not None:
+        """True/False, or None when the installed version is not PEP 440 or this is a URL requirement.
+
+        Pre-releases count, as for pip's check of installed distributions: the base's locked
+        version is what it is, whatever the specifier says about choosing new ones.
+        """
+        if self.parsed.url is not None:
             return None
         try:
-            return self.specifiers.contains(Version(version))
-        except (InvalidVersion, InvalidSpecifier):
+            return self.parsed.specifier.contains(Version(version), prereleases=True)
+        except InvalidVersion:
             return None
 
+    def without_marker(self) -> str:
+        """`name[extras]specifier`, for messages about a requirement whose marker applied."""
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"{self.name}{extras}{self.parsed.specifier}"
+
     def pep508(self) -> str:
-        text = self.name
-        if self.extras:
-            text += f"[{','.join(self.extras)}]"
-        if self.url is not None:
-            text += f" @ {self.url}"
-            if self.marker:
-                text += " "
-        else:
-            text += self.specifier
-        if self.marker:
-            text += f"; {self.marker}"
-        return text
+        return str(self.parsed)
 
     def line(self) -> str:
         return self.pep508() + "".join(f" --hash={h}" for h in self.hashes)
@@ -111,52 +139,25 @@ class Requirement:
 
 
 def parse_requirement(text: str, where: str = "") -> Requirement:
-    """Parse one PEP 508 string; raises InvalidRequirement with a short reason."""
-    source = text.strip()
-    match = _NAME.match(source)
-    if match is None:
-        raise InvalidRequirement("a requirement must start with a package name")
-    name = match.group(0)
-    rest = source[match.end() :].lstrip()
-    extras: tuple[str, ...] = ()
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0:
-            raise InvalidRequirement("missing ']' after the extras")
-        items = [item.strip() for item in rest[1:end].split(",") if item.strip()]
-        bad = [item for item in items if not _FULL_NAME.match(item)]
-        if bad:
-            raise InvalidRequirement(f"invalid extra name {bad[0]!r}")
-        extras = tuple(items)
-        rest = rest[end + 1 :].lstrip()
-    url: str | None = None
-    marker: str | None = None
-    specifier = ""
-    if rest.startswith("@"):
-        body = rest[1:].strip()
-        # PEP 508: the ';' of a marker must be preceded by whitespace after a URL (URLs may hold ';').
-        split = re.search(r"\s;", body)
-        url, marker = (body[: split.start()].strip(), body[split.end() :].strip()) if split else (body, None)
-        if not url or not _URL_SCHEME.match(url):
-            raise InvalidRequirement(f"'{name} @' must be followed by a URL, got {url!r}")
-    else:
-        spec_text, _, marker_text = rest.partition(";")
-        marker = marker_text.strip() if _ else None
-        spec_text = spec_text.strip()
-        if spec_text.startswith("(") and spec_text.endswith(")"):
-            spec_text = spec_text[1:-1]
-        try:
-            specifier = str(SpecifierSet(spec_text))
-        except InvalidSpecifier as error:
-            raise InvalidRequirement(str(error)) from None
-    if marker is not None:
-        if not marker:
-            raise InvalidRequirement("empty marker after ';'")
-        try:
-            parse_marker(marker)
-        except InvalidMarker as error:
-            raise InvalidRequirement(str(error)) from None
-    return Requirement(name, extras, specifier, url, marker, (), where)
+    """Parse one PEP 508 string; raises InvalidRequirement with a one-line reason."""
+    try:
+        parsed = _PackagingRequirement(text.strip())
+    except _PackagingInvalidRequirement as error:
+        raise InvalidRequirement(_first_line(error)) from None
+    if parsed.url is not None and not _URL_SCHEME.match(parsed.url):
+        raise InvalidRequirement(f"'{parsed.name} @' must be followed by a URL, got {parsed.url!r}")
+    return Requirement(parsed, (), where)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def parse_marker(text: str) -> Marker:
+    try:
+        return Marker(text)
+    except InvalidMarker as error:
+        raise InvalidRequirement(_first_line(error)) from None
 
 
 class DirectReference:
@@ -396,7 +397,7 @@ class _Reader:
             if marker_text:
                 try:
                     parse_marker(marker_text)
-                except InvalidMarker as error:
+                except InvalidRequirement as error:
                     raise self.fail(where, text, str(error)) from None
             reference = DirectReference(
                 self.local_target(target.strip(), folder, where, text), False, marker_text, where
@@ -408,19 +409,9 @@ class _Reader:
         except InvalidRequirement as error:
             raise self.fail(where, text, str(error)) from None
         if requirement.url is not None and requirement.url.startswith("file:"):
-            local = self.local_target(requirement.url, folder, where, text)
-            requirement = Requirement(
-                requirement.name, requirement.extras, "", Path(local).as_uri(), requirement.marker, (), where
-            )
-        requirement = Requirement(
-            requirement.name,
-            requirement.extras,
-            requirement.specifier,
-            requirement.url,
-            requirement.marker,
-            hashes,
-            where,
-        )
+            # Resolved against requirements.txt's folder, as pip does for relative paths.
+            requirement.parsed.url = Path(self.local_target(requirement.url, folder, where, text)).as_uri()
+        requirement.hashes = hashes
         (self.result.constraints if constraints else self.result.requirements).append(requirement)
 
     @staticmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.wheels import FIXTURE_WHEELS, build_wheel, write_simple_index
+from tests.runner.wheels import FIXTURE_WHEELS, build_wheel, wheel_from_installed, write_simple_index
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +34,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheelhouse")
     for wheel in FIXTURE_WHEELS:
         build_wheel(folder, wheel)
+    wheel_from_installed(folder, "packaging")  # the runner's one dependency, which the flavors lock
     return folder
 
 
@@ -44,7 +45,7 @@ def simple_index(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @dataclass(frozen=True)
 class BaseEnv:
-    """The flavor environment's stand-in: a venv holding basepkg 1.0.
+    """The flavor environment's stand-in: a venv holding basepkg 1.0 and packaging (the flavors lock it too).
 
     A venv on purpose: its interpreter's site-packages differ from its own, the pitfall the overlay must avoid.
     """
@@ -62,7 +63,9 @@ def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Base
     subprocess.run([real_uv(), "venv", str(root), "--python", sys.executable, "--quiet"], check=True, env=env)
     python = root / "bin" / "python"
     subprocess.run(
-        [real_uv(), "pip", "install", "--python", str(python), "basepkg==1.0", "--quiet"], check=True, env=env
+        [real_uv(), "pip", "install", "--python", str(python), "basepkg==1.0", "packaging", "--quiet"],
+        check=True,
+        env=env,
     )
     site_packages = Path(
         subprocess.run(
