@@ -23,6 +23,10 @@ from pathlib import Path
 
 from runner.errors import BadInput, OverlayError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runner.sources import Sources
+
 try:
     from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
     from packaging.requirements import InvalidRequirement as _PackagingInvalidRequirement
@@ -195,23 +199,53 @@ class RequirementSet:
         self.no_index = False
         self.uv_flags: list[str] = []
         self.ignored: list[str] = []
+        self.environ: Mapping[str, str] = {}
+        self._sources: Sources | None = None
 
     @property
     def is_empty(self) -> bool:
         return not self.requirements and not self.direct
 
+    @property
+    def sources(self) -> Sources:
+        """Where the overlay's packages come from: this file, uv's variables and pip's settings, merged."""
+        if self._sources is None:
+            from runner.pip_settings import read_pip_settings
+            from runner.sources import resolve_sources
+
+            pip = read_pip_settings(self.environ, Path(sys.prefix))
+            self._sources = resolve_sources(self, self.environ, pip)
+        return self._sources
+
     def source_args(self) -> list[str]:
-        """Index and find-links options for `uv pip compile/sync` (env vars UV_* still apply on top)."""
-        args: list[str] = []
-        if self.index_url:
-            args += ["--index-url", self.index_url]
-        for url in self.extra_index_urls:
-            args += ["--extra-index-url", url]
-        for link in self.find_links:
-            args += ["--find-links", link]
-        if self.no_index:
-            args.append("--no-index")
-        return args + self.uv_flags
+        """Index, find-links, constraints and build options for `uv pip compile/sync`."""
+        return self.sources.args()
+
+    def local_source_names(self) -> list[str]:
+        """Names of the packages this file ships as sources (a folder or an sdist next to the code).
+
+        They are the job's own code, built even under the wheels-only default; uv needs their
+        names for that (`--no-binary NAME`), read without building: pyproject.toml's
+        [project] name, or an sdist's file name.
+        """
+        names = []
+        targets: list[tuple[str | None, str, str]] = [(None, r.target, r.where) for r in self.direct if r.is_local]
+        targets += [(r.name, r.url, r.where) for r in self.requirements if r.url and r.url.startswith("file:")]
+        for name, target, where in targets:
+            path = Path(target.removeprefix("file://").removeprefix("file:"))
+            if path.suffix == ".whl":
+                continue
+            if path.is_dir():
+                name = name or _project_name(path)
+            elif _SDIST.match(path.name):
+                name = name or _SDIST.match(path.name)["name"]  # type: ignore[index]
+            if not name:
+                raise BadInput(
+                    f"{where}: cannot tell the name of the package in {path.name} without building it",
+                    "give it a [project] name in its pyproject.toml, or write the line as 'NAME @ ./path'",
+                )
+            names.append(canonical_name(name))
+        return sorted(set(names))
 
     def requirements_in(self, skip: frozenset[str] = frozenset()) -> str:
         lines = sorted(r.line() for r in self.requirements if r.key not in skip)
@@ -227,7 +261,7 @@ class RequirementSet:
         Local paths are written relative to requirements.txt's folder: the same code unpacked
         from a zip lands in a new temporary folder on every run and must keep its overlay.
         """
-        parts = ["[sources]", *self.source_args(), "[requirements]", self.requirements_in()]
+        parts = ["[sources]", *self.sources.key_lines(), "[requirements]", self.requirements_in()]
         parts += ["[constraints]", self.constraints_in(), "[local files]", *self._local_digests()]
         root = str(self.path.parent.resolve())
         return "\n".join(parts).replace(root + os.sep, "./").replace(root, ".")
@@ -249,6 +283,19 @@ class RequirementSet:
                 listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
                 digests.append(f"{link} {hashlib.sha256(repr(listing).encode()).hexdigest()}")
         return digests
+
+
+def _project_name(folder: Path) -> str | None:
+    """`[project] name` of a source folder's pyproject.toml, or None when it is not written there."""
+    import tomllib  # only for jobs shipping a source folder
+
+    try:
+        with (folder / "pyproject.toml").open("rb") as handle:
+            project = tomllib.load(handle).get("project")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _tree_digest(folder: Path) -> str:
@@ -274,6 +321,7 @@ def read_requirements(
 ) -> RequirementSet:
     """Parse `path` (and what it includes); every problem is a BadInput naming the file and line."""
     result = RequirementSet(path)
+    result.environ = os.environ if environ is None else environ
     _Reader(result, os.environ if environ is None else environ, display_root or path.parent).read(
         path, constraints=False
     )

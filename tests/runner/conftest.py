@@ -146,14 +146,21 @@ def job(tmp_path: Path) -> Job:
 
 @pytest.fixture()
 def runner_env(tmp_path: Path, wheelhouse: Path, uv_recorder: UvRecorder) -> dict[str, str]:
-    """A job's environment: offline uv on the fixture wheels, a private overlay cache, the uv recorder on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_"))}
+    """A job's environment: offline uv on the fixture wheels, a private overlay cache, the uv recorder on PATH.
+
+    pip's settings are switched off (PIP_CONFIG_FILE=/dev/null, no PIP_ variables): the runner
+    honours them, and this machine's pip.conf names extra indexes and constraints. The tests
+    of pip settings put their own back.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_", "PIP_", "UV_"))}
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     env.update(
         {
             "UV_OFFLINE": "1",
             "UV_FIND_LINKS": str(wheelhouse),
+            "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(tmp_path / "uv-cache")),
+            "PIP_CONFIG_FILE": os.devnull,
             "RUNNER_CACHE_DIR": str(tmp_path / "overlay-cache"),
             "PATH": os.pathsep.join([str(uv_recorder.folder), env.get("PATH", os.defpath)]),
         }
