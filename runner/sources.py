@@ -131,19 +131,21 @@ class Sources:
             "find_links": [location.record() for location in self.find_links],
             "no_index": self.no_index,
             "constraints": [location.record() for location in self.constraints],
-            "only_wheels": self.only_wheels,
+            "source_builds": self.source_builds,
         }
 
     @property
-    def only_wheels(self) -> bool:
-        """Whether every package from an index or URL must be a wheel (the default)."""
-        state = False
+    def source_builds(self) -> str | list[str]:
+        """What may be built from source: "any", or the packages named with --no-binary ([] = wheels only)."""
+        allowed: str | list[str] = "any"
         for flag, value in zip(self.flags, self.flags[1:], strict=False):
-            if flag == "--only-binary":
-                state = True if value == ":all:" else (False if value == ":none:" else state)
-            elif flag == "--no-binary" and value == ":all:":
-                state = False
-        return state
+            if (flag, value) in (("--only-binary", ":all:"), ("--no-binary", ":none:")):
+                allowed = []
+            elif (flag, value) in (("--only-binary", ":none:"), ("--no-binary", ":all:")):
+                allowed = "any"
+            elif flag == "--no-binary" and isinstance(allowed, list) and value not in allowed:
+                allowed.append(value)
+        return allowed
 
     def describe(self) -> str:
         """One line for the log: where packages come from."""
@@ -157,7 +159,13 @@ class Sources:
         parts += [f"extra index {x.record()['url']} ({x.origin})" for x in self.extra_indexes]
         parts += [f"find-links {x.record()['url']} ({x.origin})" for x in self.find_links]
         parts += [f"constraints {x.record()['url']} ({x.origin})" for x in self.constraints]
-        parts.append("wheels only" if self.only_wheels else "source builds allowed")
+        if self.environment:
+            parts.append("pip's transport settings for uv: " + ", ".join(sorted(self.environment)))
+        builds = self.source_builds
+        if builds == "any":
+            parts.append("builds from source allowed")
+        else:
+            parts.append(f"wheels only, but {', '.join(builds)} from source" if builds else "wheels only")
         return "; ".join(parts)
 
 
@@ -260,15 +268,16 @@ def _unique(locations: list[Location]) -> list[Location]:
     return kept
 
 
-def redact(url: str) -> str:
-    """`https://user:secret@host/simple` → `https://user:***@host/simple`: run.json and logs never hold credentials."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return url
-    userinfo, _, host = authority.rpartition("@")
-    user, colon, _secret = userinfo.partition(":")
-    hidden = f"{user}:***" if colon else "***"
-    return f"{scheme}://{hidden}@{host}{slash}{path}"
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?P<secret>:[^/@\s]*)?@")
+
+
+def redact(text: str) -> str:
+    """`https://user:secret@host/simple` → `https://user:***@host/simple` (also inside a longer text):
+    run.json, logs and transcripts never hold index credentials."""
+    return _CREDENTIALS.sub(_hide, text)
+
+
+def _hide(match: re.Match[str]) -> str:
+    if match["secret"]:
+        return f"{match['scheme']}{match['user']}:***@"
+    return f"{match['scheme']}***@"

@@ -57,7 +57,7 @@ class Uv:
     def run(self, args: Sequence[str], cwd: Path, *, check: bool = True) -> UvResult:
         """Run uv, echo its output live as `runner: uv: …` lines, and keep it for error messages."""
         command = [str(self.executable), *args]
-        shown = " ".join(redact(arg) for arg in args)  # index URLs may carry credentials
+        shown = redact(" ".join(args))  # index URLs may carry credentials
         log.debug("running uv %s", shown)
         try:
             process = subprocess.Popen(
@@ -76,6 +76,7 @@ class Uv:
         assert process.stdout is not None
         try:
             for line in process.stdout:
+                line = redact(line)
                 lines.append(line)
                 if line.strip():
                     log.info("uv: %s", line.rstrip())
