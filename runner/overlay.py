@@ -94,12 +94,14 @@ class Conflict:
 class Plan:
     """What the overlay must add, decided from requirements.txt and the base before any uv call."""
 
-    def __init__(self, requirements: RequirementSet, policy: str) -> None:
+    def __init__(self, requirements: RequirementSet, policy: str, key: str) -> None:
         self.requirements = requirements
         self.policy = policy
+        self.key = key
         self.satisfied: dict[str, str] = {}  # base packages that requirements.txt names and the base satisfies
         self.conflicts: list[Conflict] = []
         self.needed = False
+        self.compared = False  # False: an overlay for `key` was found, so the comparison with the base was skipped
 
     @property
     def shadowed(self) -> frozenset[str]:
@@ -153,8 +155,26 @@ class Overlay:
 
 
 def plan(requirements: RequirementSet, base: BaseEnvironment, policy: str) -> Plan:
+    """What the overlay must hold: an overlay already built for these requirements, or a comparison with the base.
+
+    A finished overlay for the key means the same requirements were compared with the same
+    base (its fingerprint, conda packages and the policy are in the key) and passed: the
+    comparison, which needs `packaging`, is skipped until something must be built.
+    """
+    key = overlay_key(requirements, base, policy)
+    from runner.cache import Cache, default_cache_root
+
+    if Cache(default_cache_root(requirements.environ)).marker(key).is_file():
+        found = Plan(requirements, policy, key)
+        found.needed = True
+        return found
+    return compare(Plan(requirements, policy, key), base)
+
+
+def compare(result: Plan, base: BaseEnvironment) -> Plan:
     """Compare each top-level requirement with the base: satisfied, in conflict, or for the overlay."""
-    result = Plan(requirements, policy)
+    requirements, policy = result.requirements, result.policy
+    result.compared = True
     if requirements.direct:
         result.needed = True
     for requirement in requirements.requirements:
@@ -202,6 +222,7 @@ def overlay_key(requirements: RequirementSet, base: BaseEnvironment, policy: str
         "format": FORMAT,
         "requirements": requirements.normalized(),
         "base": base.fingerprint,
+        "conda": sorted(f"{p.name}-{p.version}-{p.build}" for p in base.conda_packages.values()),
         "python": f"{base.implementation}-{base.version}",
         "policy": policy,
     }
@@ -220,8 +241,9 @@ def ensure_overlay(
     naming a file, and the overlay is discarded and built again.
     """
     started = time.monotonic()
-    key = overlay_key(the_plan.requirements, base, the_plan.policy)
+    key = the_plan.key
     sources = the_plan.requirements.sources
+    sources.refuse()
     cache.ensure()
     use = cache.use_lock(key)
     use.acquire(shared=True)
@@ -241,6 +263,8 @@ def ensure_overlay(
                             key, problem,
                         )  # fmt: skip
                         seal.remove(cache.folder(key))
+                    if not the_plan.compared:
+                        the_plan = compare(the_plan, base)
                     overlay = _build(the_plan, base, cache, key, make_uv, started)
                     overlay.rebuilt_because = problem
             finally:

@@ -145,9 +145,10 @@ class Setting:
 class PipSettings:
     """The pip options that `pip install` would use here, and the ones that only make sense to pip."""
 
-    def __init__(self, settings: dict[str, Setting], files: list[Path]) -> None:
+    def __init__(self, settings: dict[str, Setting], files: list[Path], unreadable: OverlayError | None = None) -> None:
         self.settings = settings
         self.files = files
+        self.unreadable = unreadable  # a pip.conf that cannot be read: refused when an overlay is needed
 
     def get(self, name: str) -> Setting | None:
         return self.settings.get(name)
@@ -163,6 +164,8 @@ class PipSettings:
         return notes
 
     def refuse_unmappable(self) -> None:
+        if self.unreadable is not None:
+            raise self.unreadable
         refused = [s for name, s in sorted(self.settings.items()) if name in REFUSED]
         if refused:
             where = "; ".join(f"{s.origin}: {s.name}" for s in refused)
@@ -177,8 +180,14 @@ def read_pip_settings(environ: Mapping[str, str], site_prefix: Path) -> PipSetti
     """pip's view of its configuration for `pip install` (see the module docstring for the order)."""
     files = configuration_files(environ, site_prefix)
     merged: dict[str, Setting] = {}  # "section.name" -> setting; a later file overrides an earlier one
+    unreadable = None
     for path in files:
-        for section, name, value in _read_file(path):
+        try:
+            entries = _read_file(path)
+        except OverlayError as error:
+            unreadable = unreadable or error
+            continue
+        for section, name, value in entries:
             merged[f"{section}.{name}"] = Setting(name, value, f"{path} [{section}]")
     settings: dict[str, Setting] = {}
     for section in ("global", "install"):
@@ -190,7 +199,7 @@ def read_pip_settings(environ: Mapping[str, str], site_prefix: Path) -> PipSetti
             name = _normalize(variable[len("PIP_") :])
             if name not in ("version", "help"):
                 settings[name] = Setting(name, value, variable)
-    return PipSettings(settings, files)
+    return PipSettings(settings, files, unreadable)
 
 
 def configuration_files(environ: Mapping[str, str], site_prefix: Path) -> list[Path]:

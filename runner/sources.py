@@ -80,6 +80,12 @@ class Sources:
         self.flags: list[str] = []
         self.environment: dict[str, str] = {}  # for uv's process: transport settings mapped from pip
         self.notes: list[str] = []  # pip settings with no effect on an overlay
+        self.refusals: list[OverlayError] = []  # raised by `refuse`, only once an overlay is needed
+
+    def refuse(self) -> None:
+        """Fail on a setting that cannot be honoured (kept until now: a job needing no overlay never cares)."""
+        if self.refusals:
+            raise self.refusals[0]
 
     def args(self) -> list[str]:
         """Options for `uv pip compile` and `uv pip sync`."""
@@ -105,10 +111,12 @@ class Sources:
                 try:
                     lines.append(f"{location.value} {hashlib.sha256(path.read_bytes()).hexdigest()}")
                 except OSError as error:
-                    raise OverlayError(
-                        f"{location.origin}: cannot read the constraints file {location.value}: {error.strerror}",
-                        "fix the path, or remove the setting",
-                    ) from None
+                    self.refusals.append(
+                        OverlayError(
+                            f"{location.origin}: cannot read the constraints file {location.value}: {error.strerror}",
+                            "fix the path, or remove the setting",
+                        )
+                    )
         return lines
 
     def uv_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
@@ -170,9 +178,21 @@ class Sources:
 
 
 def resolve_sources(requirements: RequirementSet, environ: Mapping[str, str], pip: PipSettings) -> Sources:
-    """Merge requirements.txt, uv's variables and pip's settings (see the module docstring)."""
-    pip.refuse_unmappable()
+    """Merge requirements.txt, uv's variables and pip's settings (see the module docstring).
+
+    Nothing is refused here (see `Sources.refuse`): the key of an overlay is computed for
+    every requirements.txt, also those the base satisfies, which install nothing.
+    """
     sources = Sources()
+    try:
+        pip.refuse_unmappable()
+        _merge(sources, requirements, environ, pip)
+    except OverlayError as error:
+        sources.refusals.append(error)
+    return sources
+
+
+def _merge(sources: Sources, requirements: RequirementSet, environ: Mapping[str, str], pip: PipSettings) -> None:
     sources.notes = pip.no_effect()
     where = requirements.path.name
     # The default index: the first layer that names one.
@@ -206,7 +226,6 @@ def resolve_sources(requirements: RequirementSet, environ: Mapping[str, str], pi
         sources.no_index = setting.origin
     sources.flags = _build_flags(requirements, environ, pip)
     sources.environment = _transport(environ, pip)
-    return sources
 
 
 def _build_flags(requirements: RequirementSet, environ: Mapping[str, str], pip: PipSettings) -> list[str]:

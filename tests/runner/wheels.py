@@ -49,10 +49,10 @@ def build_wheel(folder: Path, wheel: FakeWheel) -> Path:
     metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in wheel.requires)
     files[f"{info}/METADATA"] = metadata
     files[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    return _write_wheel(folder / wheel.file_name, info, {name: text.encode() for name, text in files.items()})
+    return write_wheel(folder / wheel.file_name, info, {name: text.encode() for name, text in files.items()})
 
 
-def _write_wheel(path: Path, info: str, files: dict[str, bytes]) -> Path:
+def write_wheel(path: Path, info: str, files: dict[str, bytes]) -> Path:
     """Zip `files` (dist-info included, RECORD made here) into the wheel at `path`."""
     record = [f"{name},{_record_hash(data)},{len(data)}" for name, data in files.items()]
     record.append(f"{info}/RECORD,,")
@@ -80,7 +80,7 @@ def wheel_from_installed(folder: Path, name: str) -> Path:
         target = "/".join((info, *parts[1:])) if parts[0].endswith(".dist-info") else "/".join(parts)
         files[target] = Path(str(entry.locate())).read_bytes()
     files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    return _write_wheel(folder / f"{distribution}-{version}-py3-none-any.whl", info, files)
+    return write_wheel(folder / f"{distribution}-{version}-py3-none-any.whl", info, files)
 
 
 def write_simple_index(wheels: Path, index: Path) -> Path:
