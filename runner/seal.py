@@ -28,6 +28,7 @@ from pathlib import Path
 
 MANIFEST = "files.sha256"
 _CHUNK = 1 << 20
+PARALLEL_FROM_BYTES = 16 * 1024 * 1024  # below, threads cost more than they save
 
 
 def record(folder: Path, skip: frozenset[str]) -> str:
@@ -82,6 +83,8 @@ def remove(folder: Path) -> None:
 def _listing(folder: Path, skip: frozenset[str]) -> dict[str, tuple[str, str]]:
     """relative path -> (kind, sha256) for each file ("f") and symbolic link ("l") under `folder`, but `skip`."""
     found: dict[str, tuple[str, str]] = {}
+    files: list[tuple[str, str]] = []  # (relative path, path) of the regular files, hashed below
+    size = 0
     pending = [(str(folder), "")]
     while pending:
         directory, prefix = pending.pop()
@@ -95,9 +98,19 @@ def _listing(folder: Path, skip: frozenset[str]) -> dict[str, tuple[str, str]]:
                 elif entry.is_dir():
                     pending.append((entry.path, relative + "/"))
                 elif entry.is_file():
-                    found[relative] = ("f", _file_sha256(entry.path))
+                    files.append((relative, entry.path))
+                    size += entry.stat().st_size
                 else:
                     found[relative] = ("o", "-")  # a fifo, socket or device: never part of an overlay
+    if size < PARALLEL_FROM_BYTES:
+        found.update((relative, ("f", _file_sha256(path))) for relative, path in files)
+    else:
+        # hashlib and file reads release the GIL: a few threads use the cores a large overlay deserves.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            digests = pool.map(_file_sha256, [path for _relative, path in files], chunksize=16)
+            found.update((relative, ("f", digest)) for (relative, _path), digest in zip(files, digests, strict=True))
     return found
 
 

@@ -290,3 +290,17 @@ def test_wheels_only_is_recorded(job: Job, run_job: RunJob) -> None:
     sources = job.summary()["overlay"]["sources"]  # type: ignore[index]
     assert sources["source_builds"] == []
     assert sources["index"] == {"url": "https://pypi.org/simple", "from": "uv's default"}
+
+
+def test_a_large_overlay_is_hashed_by_several_threads_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "overlay"
+    for n in range(40):
+        (folder / f"m{n % 4}").mkdir(parents=True, exist_ok=True)
+        (folder / f"m{n % 4}" / f"f{n}.py").write_text(f"V = {n}\n" * (n + 1))
+    serial = seal.record(folder, frozenset())
+    monkeypatch.setattr(seal, "PARALLEL_FROM_BYTES", 0)
+    assert seal.check(folder, serial, frozenset()) is None
+    (folder / "m3" / "f39.py").write_text("tampered\n")
+    assert seal.check(folder, serial, frozenset()) == "m3/f39.py changed"
