@@ -195,8 +195,16 @@ def sealing_costs(bench: Bench, repeat: int) -> list[tuple[str, float, str]]:
             install = ["pip", "install", "--python", str(venv / "bin" / "python"), "--link-mode", mode, "benchlarge"]
             bench.quiet([bench.uv, *install, "--quiet"])
             times.append(time.perf_counter() - started)
+            if mode == "copy" and n == 0:
+                copies = []
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    bench.quiet(["cp", "-r", str(venv), str(bench.root / "cp-copy")])
+                    copies.append(time.perf_counter() - started)
+                    shutil.rmtree(bench.root / "cp-copy")
             shutil.rmtree(venv)
         rows.append((f"uv pip install, --link-mode {mode} (warm uv cache)", statistics.median(times) * 1000, "ms"))
+    rows.append(("for scale: cp -r of that installed venv", statistics.median(copies) * 1000, "ms"))
     overlays = bench.root / "overlay-cache" / "overlays"
     [large] = [p for p in overlays.iterdir() if "benchlarge" in (p / "overlay.json").read_text()]
     size = sum(f.stat().st_size for f in large.rglob("*") if f.is_file() and not f.is_symlink())
