@@ -40,6 +40,7 @@ PROTECT = "protect"
 OVERRIDE = "override"
 POLICIES = (PROTECT, OVERRIDE)
 PTH_NAME = "_osparc_runner_base.pth"
+UNSEALED = "an older runner made it"
 SEAL_SKIP = frozenset({MARKER})  # the marker records the seal, so it cannot be part of it
 MAX_SHADOW_ROUNDS = 3
 
@@ -257,7 +258,10 @@ def ensure_overlay(
             try:
                 overlay, problem = _reuse(cache, key, started, sources.record())
                 if overlay is None:
-                    if problem:
+                    if problem == UNSEALED:
+                        log.warning("overlay %s has no seal (%s): building it again", key, problem)
+                        seal.remove(cache.folder(key))
+                    elif problem:
                         log.warning(
                             "overlay %s was changed after it was sealed (%s): discarding it and building it again",
                             key, problem,
@@ -284,7 +288,7 @@ def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -
         return None, None
     manifest = data.get("manifest_sha256")
     if data.get("format") != FORMAT or not isinstance(manifest, str):
-        return None, "it was made by another runner version"
+        return None, UNSEALED
     problem = seal.check(folder, manifest, SEAL_SKIP)
     if problem is not None:
         return None, problem
