@@ -214,10 +214,10 @@ def _merge(sources: Sources, requirements: RequirementSet, environ: Mapping[str,
     extra += _pip_locations(pip, "extra-index-url", local=False)
     sources.extra_indexes = _unique(extra)
     links = [Location(link, f"{where} --find-links") for link in requirements.find_links]
-    links += [Location(link.strip(), "UV_FIND_LINKS") for link in environ.get("UV_FIND_LINKS", "").split(",")]
+    links += [Location(_absolute(link), "UV_FIND_LINKS") for link in environ.get("UV_FIND_LINKS", "").split(",")]
     links += _pip_locations(pip, "find-links", local=True)
     sources.find_links = _unique([link for link in links if link.value])
-    constraints = [Location(path, "UV_CONSTRAINT") for path in environ.get("UV_CONSTRAINT", "").split()]
+    constraints = [Location(_absolute(path), "UV_CONSTRAINT") for path in environ.get("UV_CONSTRAINT", "").split()]
     constraints += _pip_locations(pip, "constraint", local=True)
     sources.constraints = _unique(constraints)
     if requirements.no_index:
@@ -271,10 +271,16 @@ def _pip_locations(pip: PipSettings, option: str, *, local: bool) -> list[Locati
     setting = pip.get(option)
     if setting is None:
         return []
-    values = setting.values
-    if local:  # pip reads a relative path from where it runs; uv runs in the overlay folder
-        values = [v if _SCHEME.match(v) else os.path.abspath(os.path.expanduser(v)) for v in values]
+    values = [_absolute(v) for v in setting.values] if local else setting.values
     return [Location(value, setting.origin) for value in values if value]
+
+
+def _absolute(location: str) -> str:
+    """A local path as pip and uv read it, from where they run; uv runs in the overlay folder, so made absolute."""
+    location = location.strip()
+    if not location or _SCHEME.match(location):
+        return location
+    return os.path.abspath(os.path.expanduser(location))
 
 
 def _unique(locations: list[Location]) -> list[Location]:
