@@ -14,6 +14,12 @@ reading the installed overlay's metadata (transitive), and refused unless the po
 `override`. Resolution (`uv pip compile --generate-hashes`) and installation (`uv pip
 sync`) are separate steps so that the exact set, with hashes, is known before anything
 is installed: the duplicate-CUDA guard looks at it, and the run summary records it.
+
+Overlays are shared between jobs, so one job must not change what the next one runs:
+uv copies files out of its cache (no shared inode), the overlay is byte-compiled and then
+sealed (`seal.py`: a sha256 of every file, no write permission left), and every reuse
+checks the seal first; a changed overlay is discarded and built again. Packages from an
+index or a URL must be wheels unless the job allows builds (`sources.py`).
 """
 
 from __future__ import annotations
