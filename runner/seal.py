@@ -58,7 +58,11 @@ def check(folder: Path, manifest_digest: str, skip: frozenset[str]) -> str | Non
     for line in text.splitlines():
         kind, digest, path = line.split(" ", 2)
         expected[path] = (kind, digest)
-    found = _listing(folder, skip | {MANIFEST})
+    try:
+        found = _listing(folder, skip | {MANIFEST})
+    except OSError as error:  # e.g. a folder or file whose read permission was taken away
+        where = os.path.relpath(error.filename, folder) if error.filename else "a file"
+        return f"{where} cannot be read ({error.strerror})"
     for path in sorted(expected.keys() | found.keys()):
         if path not in found:
             return f"{path} is missing"

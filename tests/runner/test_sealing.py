@@ -184,6 +184,10 @@ def test_the_check_names_a_changed_added_or_missing_file(tmp_path: Path) -> None
     (folder / "link").unlink()
     assert seal.check(folder, digest, skip) == "link is missing"
     (folder / "link").symlink_to("pkg/__init__.py")
+    if os.geteuid() != 0:  # root reads whatever the modes say
+        (folder / "pkg").chmod(0)
+        assert seal.check(folder, digest, skip) == "pkg cannot be read (Permission denied)"
+        (folder / "pkg").chmod(0o755)
     (folder / seal.MANIFEST).chmod(0o644)
     (folder / seal.MANIFEST).write_text("")
     assert seal.check(folder, digest, skip) == f"{seal.MANIFEST} changed"
