@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cli.check_report import report_check
-from cli.flavors import discover_flavors, get_flavor
-from cli.lockengine.export import stale_exports, write_exports
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 
@@ -29,6 +26,10 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<subdir>.explicit from pixi.lock."""
+    from cli.check_report import report_check
+    from cli.flavors import discover_flavors, get_flavor
+    from cli.lockengine.export import stale_exports, write_exports
+
     workspace = workspace_from(manifest_path)
     flavors = [get_flavor(workspace, name) for name in flavor] if flavor else discover_flavors(workspace)
     if check:

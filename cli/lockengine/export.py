@@ -22,19 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conda_lock.conda_lock import render_lockfile_for_platform
+from typing import TYPE_CHECKING
+
 from packaging.requirements import InvalidRequirement, Requirement
-from conda_lock.lockfile import write_conda_lock_file
-from conda_lock.lockfile.v1.models import HashModel, LockMeta
-from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
-from conda_lock.models.channel import Channel as CondaLockChannel
-from rattler import LockFile, RepoDataRecord
 
 from cli.errors import UserError
 from cli.fileio import atomic_write_text
 from cli.flavors import Flavor, discover_flavors
 from cli.lockengine.lockfile import aligned, locked_records, read_lock, read_lock_data
 from cli.lockengine.manifest import Workspace
+
+if TYPE_CHECKING:  # conda-lock is imported where an export is rendered: it is slow to import
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
+    from rattler import LockFile, RepoDataRecord
 
 ENVS_DIR = "envs"
 CONDA_LOCK_NAME = "conda-lock.yml"
@@ -128,6 +128,9 @@ def _split_dependency(spec: str) -> tuple[str, str]:
 
 
 def _locked_dependency(record: RepoDataRecord, platform: str) -> LockedDependency:
+    from conda_lock.lockfile.v1.models import HashModel
+    from conda_lock.lockfile.v2prelim.models import LockedDependency
+
     return LockedDependency(
         name=record.name.normalized,
         version=str(record.version),
@@ -145,6 +148,9 @@ def _locked_dependency(record: RepoDataRecord, platform: str) -> LockedDependenc
 
 
 def _pip_dependency(entry: dict[str, Any], platform: str) -> LockedDependency:
+    from conda_lock.lockfile.v1.models import HashModel
+    from conda_lock.lockfile.v2prelim.models import LockedDependency
+
     dependencies = {}
     for text in entry.get("requires_dist") or []:
         try:
@@ -172,6 +178,10 @@ def _pip_dependency(entry: dict[str, Any], platform: str) -> LockedDependency:
 
 
 def conda_lock_model(flavor_lock: FlavorLock, with_pypi: bool = True) -> Lockfile:
+    from conda_lock.lockfile.v1.models import LockMeta
+    from conda_lock.lockfile.v2prelim.models import Lockfile
+    from conda_lock.models.channel import Channel as CondaLockChannel
+
     subdirs = {platform: _subdir_of(flavor_lock, platform) for platform in flavor_lock.records}
     if len(set(subdirs.values())) != len(subdirs):
         raise UserError(
@@ -214,6 +224,8 @@ def _header(flavor_lock: FlavorLock) -> list[str]:
 
 
 def render_conda_lock(flavor_lock: FlavorLock, ignore_pypi: bool = False) -> str:
+    from conda_lock.lockfile import write_conda_lock_file
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / CONDA_LOCK_NAME
         write_conda_lock_file(
@@ -228,6 +240,8 @@ def render_conda_lock(flavor_lock: FlavorLock, ignore_pypi: bool = False) -> str
 
 
 def render_explicit(flavor_lock: FlavorLock, platform: str, ignore_pypi: bool = False) -> str:
+    from conda_lock.conda_lock import render_lockfile_for_platform
+
     pypi = flavor_lock.pypi.get(platform) or []
     if pypi and not ignore_pypi:
         raise UserError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,10 +160,16 @@ class PypiRecord:
 # --- pixi's matching rules ---------------------------------------------------------------------
 
 
+@lru_cache(maxsize=None)
 def _match_spec(text: str) -> Any:
     from rattler import MatchSpec
 
     return MatchSpec(text, strict=False)
+
+
+@lru_cache(maxsize=None)
+def _parsed_requirement(text: str) -> Requirement:
+    return Requirement(text)
 
 
 def _condition_met(condition: str, records: dict[str, CondaRecord], virtual: dict[str, Any]) -> bool:
@@ -208,7 +215,7 @@ def _evaluate(marker: Marker | None, environment: dict[str, str], extras: list[s
 def _normalized_requirement(text: str) -> str:
     """One form for comparing requirement strings: normalised name, sorted extras, parsed specifier and marker."""
     try:
-        req = Requirement(text)
+        req = _parsed_requirement(text)
     except InvalidRequirement:
         return text
     extras = f"[{','.join(sorted(canonicalize_name(e) for e in req.extras))}]" if req.extras else ""
@@ -222,7 +229,7 @@ def _expand_self_extras(requirements: list[str], name: str) -> list[str]:
     parsed: list[Requirement] = []
     for text in requirements:
         try:
-            parsed.append(Requirement(text))
+            parsed.append(_parsed_requirement(text))
         except InvalidRequirement:
             continue
     own = canonicalize_name(name)
@@ -679,7 +686,7 @@ def _check_platform(
         assert markers is not None
         for text in locked.requires_dist:
             try:
-                child = Requirement(text)
+                child = _parsed_requirement(text)
             except InvalidRequirement:
                 delayed = delayed or f"'{name}' has a requirement pixi cannot read: {text}"
                 continue

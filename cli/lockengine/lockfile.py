@@ -116,9 +116,13 @@ class LockData:
         return self._index().get(selector)
 
     def _index(self) -> dict[tuple[str, str], dict[str, Any]]:
+        cached = self.__dict__.get("_cached_index")
+        if cached is not None and cached[0] == len(self.packages):
+            return cached[1]  # type: ignore[no-any-return]
         index: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in self.packages:
             index.setdefault(selector_of(entry), entry)
+        self.__dict__["_cached_index"] = (len(self.packages), index)
         return index
 
     def environment_packages(self, environment: str, platform: str) -> list[dict[str, Any]] | None:
@@ -360,7 +364,7 @@ def rattler_lock_of(data: LockData) -> LockFile:
 
 def aligned(data: LockData, workspace: Workspace) -> LockData:
     """pixi's `align_platform_names`: lock platforms renamed to the manifest's names, matched by identity."""
-    renames = platform_renames(data, list(workspace.platforms))
+    renames = platform_renames(data, workspace.all_platforms())
     if not renames:
         return data
     result = copy.deepcopy(data)
@@ -389,7 +393,7 @@ def platform_renames(data: LockData, workspace_platforms: list[PlatformSpec]) ->
 def read_lock(workspace: Workspace) -> LockFile:
     """The workspace's lock as py-rattler reads it, platform names aligned with pixi.toml (as pixi loads it)."""
     data = read_lock_data(workspace.lock_path)
-    if not platform_renames(data, list(workspace.platforms)):
+    if not platform_renames(data, workspace.all_platforms()):
         return read_lock_file(workspace.lock_path)
     return rattler_lock_of(aligned(data, workspace))
 
@@ -419,10 +423,10 @@ def environment_records(lock: LockFile, environment: str, platform: str) -> list
     env = lock.environment(environment)
     if env is None:
         return None
-    lock_platform = find_platform(lock, platform)
-    if lock_platform is None:
-        in_env = [p for p in env.platforms() if str(p.subdir) == platform]
-        lock_platform = in_env[0] if len(in_env) == 1 else None
+    mine = list(env.platforms())
+    named = [p for p in mine if p.name == platform]
+    by_subdir = [p for p in mine if str(p.subdir) == platform]
+    lock_platform = named[0] if named else by_subdir[0] if len(by_subdir) == 1 else None
     if lock_platform is None:
         return None
     records = env.conda_repodata_records_for_platform(lock_platform)

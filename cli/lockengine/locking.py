@@ -423,7 +423,7 @@ def _lock_pypi(
     }
 
 
-def _conda_entries(records: dict[str, RepoDataRecord], purls: dict[str, list[str]], previous: LockData | None) -> dict[str, dict[str, Any]]:
+def conda_entries(records: dict[str, RepoDataRecord], purls: dict[str, list[str]], previous: LockData | None) -> dict[str, dict[str, Any]]:
     """Package entries for conda records, exactly as rattler_lock writes them (plus the purls pixi adds)."""
     if not records:
         return {}
@@ -495,11 +495,7 @@ def _render(
     purls: dict[str, list[str]],
     previous: _Previous,
 ) -> LockResult:
-    specs: list[PlatformSpec] = list(workspace.platforms)
-    for name in names:
-        for platform in workspace.resolve(name).platforms:
-            if all(p.name != platform.name for p in specs):
-                specs.append(platform)
+    specs = workspace.all_platforms()
     lock_name = lock_names(specs)
     used = {platform for (_, platform) in solved}
     records: dict[str, RepoDataRecord] = {}
@@ -522,7 +518,7 @@ def _render(
             if selectors:  # pixi's builder records a platform only once a package is added to it
                 entry.packages[lock_name[platform.name]] = selectors
         environments[name] = entry
-    conda = _conda_entries(records, purls, previous.data)
+    conda = conda_entries(records, purls, previous.data)
     for entry in environments.values():  # rattler writes a local file URL as a path: select by what it writes
         entry.packages = {
             platform: [(kind, str(conda[id_][CONDA])) if kind == CONDA and id_ in conda else (kind, id_) for kind, id_ in sels]

@@ -201,6 +201,15 @@ class Workspace:
             chosen.append(matching[0])
         return chosen if requested else names
 
+    def all_platforms(self) -> list[PlatformSpec]:
+        """The declared platforms, then those environments compose from feature `[system-requirements]`."""
+        result = list(self.platforms)
+        for name in self.environment_names():
+            for platform in self.resolve(name).platforms:
+                if all(p.name != platform.name for p in result):
+                    result.append(platform)
+        return result
+
     def solve_groups(self) -> dict[str, list[str]]:
         """Solve group → its environments (in manifest order); an environment without a group is its own."""
         groups: dict[str, list[str]] = {}

@@ -460,18 +460,30 @@ def _metadata_from_archive(data: bytes, location: str, is_wheel: bool) -> str:
 # --- install ------------------------------------------------------------------------------------
 
 
-def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Path, python_version: str) -> int:
-    """Install the locked PyPI packages into a conda prefix with uv (no resolution: exactly these, hash-checked)."""
+def locked_pypi_entries(workspace_root: Path, data: Any, environment: str, platform: str) -> list[dict[str, Any]]:
+    """The PyPI entries pixi.lock holds for one environment on one platform (by name, or subdir when unique)."""
+    env = data.environments.get(environment)
+    if env is None:
+        return []
+    names = [platform] if platform in env.packages else [
+        p for p in env.packages if data.platform(p) is not None and data.platform(p).subdir == platform
+    ]
+    if len(names) != 1:
+        return []
+    return [e for e in data.environment_packages(environment, names[0]) or [] if "pypi" in e]
+
+
+def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Path) -> int:
+    """Install the locked PyPI packages into a conda prefix with uv: exactly these, hash-checked, no resolution."""
     if not entries:
         return 0
     python = prefix / ("python.exe" if sys.platform == "win32" else "bin/python")
-    major_minor = ".".join(python_version.split(".")[:2])
-    target = prefix / "lib" / f"python{major_minor}" / "site-packages"
     lines = []
     for entry in entries:
         location = str(entry["pypi"])
         if "://" not in location:
-            lines.append(str((root / location).resolve()))
+            path = (root / location).resolve()
+            lines.append(f"-e {path}" if path.is_dir() else str(path))
         elif entry.get("sha256"):
             lines.append(f"{entry['name']} @ {location} --hash=sha256:{entry['sha256']}")
         else:
@@ -484,21 +496,33 @@ def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Pat
             "pip",
             "install",
             "--no-config",
-        "--no-python-downloads",
+            "--no-python-downloads",
             "--no-deps",
             "--quiet",
             "--python",
             str(python),
-            "--target",
-            str(target),
+            "--prefix",
+            str(prefix),
             "-r",
             str(requirements),
         ]
-        completed = subprocess.run(command, env=_uv_environment(None, PlatformSpec("x", "linux-64")), capture_output=True, text=True, check=False)
+        completed = subprocess.run(
+            command, env=_uv_environment(None, PlatformSpec("linux-64", "linux-64")), capture_output=True, text=True, check=False
+        )
     if completed.returncode != 0:
         details = " ".join((completed.stderr or completed.stdout).strip().splitlines()[:4])
-        raise UserError(f"uv cannot install the locked PyPI packages: {details}", path=prefix, fix="check the prefix and the lock")
+        raise UserError(
+            f"uv cannot install the locked PyPI packages: {details}", path=prefix, fix="check the prefix and the lock"
+        )
     return len(entries)
 
 
-__all__ = ["URL", "PypiSolveRequest", "install_pypi_packages", "resolve_pypi"]
+def install_locked_pypi(workspace_root: Path, lock_path: Path, environment: str, platform: str, prefix: Path) -> int:
+    """After the conda packages: the environment's locked PyPI packages, if it has any (pixi's install order)."""
+    from cli.lockengine.lockfile import read_lock_data
+
+    entries = locked_pypi_entries(workspace_root, read_lock_data(lock_path), environment, platform)
+    return install_pypi_packages(prefix, entries, workspace_root)
+
+
+__all__ = ["URL", "PypiSolveRequest", "install_locked_pypi", "install_pypi_packages", "resolve_pypi"]
