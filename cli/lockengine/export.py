@@ -29,7 +29,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from cli.errors import UserError
 from cli.fileio import atomic_write_text
 from cli.flavors import Flavor, discover_flavors
-from cli.lockengine.lockfile import aligned, locked_records, read_lock, read_lock_data
+from cli.lockengine.lockfile import (
+    LockData,
+    aligned,
+    environment_records,
+    locked_records,
+    read_lock,
+    read_lock_file,
+    read_lock_data,
+)
 from cli.lockengine.manifest import Workspace
 
 if TYPE_CHECKING:  # conda-lock is imported where an export is rendered: it is slow to import
@@ -106,20 +114,61 @@ def export_paths(workspace: Workspace, flavor: str, platforms: list[str] | None 
 
 def flavor_lock(lock: LockFile, workspace: Workspace, flavor: str) -> FlavorLock:
     keys = export_keys(workspace, flavor)
-    records = {keys[name]: locked_records(workspace, flavor, name, lock=lock) for name in keys}
-    env = lock.environment(flavor)
-    assert env is not None  # locked_records raised otherwise
+    for name in keys:
+        locked_records(workspace, flavor, name, lock=lock)  # an error naming the fix if the lock lacks it
     data = aligned(read_lock_data(workspace.lock_path), workspace)
-    pypi = {keys[name]: [e for e in data.environment_packages(flavor, name) or [] if "pypi" in e] for name in keys}
-    for key, platform_records in records.items():
-        for record in platform_records:
+    return environment_lock(data, lock, flavor, keys, workspace.lock_path)
+
+
+def environment_lock(
+    data: LockData, lock: LockFile, environment: str, keys: dict[str, str], path: Path
+) -> FlavorLock:
+    """One environment of a lock, keyed for conda tools; a package they cannot take is one UserError line."""
+    env = lock.environment(environment)
+    if env is None or environment not in data.environments:
+        raise UserError(f"environment '{environment}' is not in the lock", path=path, fix="run `python -m cli lock`")
+    records: dict[str, list[RepoDataRecord]] = {}
+    pypi: dict[str, list[dict[str, Any]]] = {}
+    for name, key in keys.items():
+        selectors = data.environments[environment].packages.get(name, [])
+        source = next((i for kind, i in selectors if kind == "conda_source"), None)
+        if source is not None:
+            raise UserError(
+                f"environment '{environment}' [{key}] holds the source package {source}, which conda tools cannot install",
+                path=path,
+                fix="build it with pixi; only binary packages can be exported",
+            )
+        records[key] = environment_records(lock, environment, name) or []
+        pypi[key] = [e for e in data.environment_packages(environment, name) or [] if "pypi" in e]
+        for record in records[key]:
             if record.sha256 is None and record.md5 is None:
                 raise UserError(
-                    f"{record.file_name} in environment '{flavor}' [{key}] has no sha256 or md5 in pixi.lock",
-                    path=workspace.lock_path,
+                    f"{record.file_name} in environment '{environment}' [{key}] has no sha256 or md5 in the lock",
+                    path=path,
                     fix="conda-lock and micromamba need a hash for every package; lock again from a channel that has them",
                 )
-    return FlavorLock(flavor, [str(c) for c in env.channels()], records, pypi)
+    return FlavorLock(environment, [str(c) for c in env.channels()], records, pypi)
+
+
+def lock_exports(path: Path, ignore_pypi: bool = False) -> dict[str, dict[str, str] | UserError]:
+    """For every environment of any lock file (no workspace needed): its conda-lock.yml and `<subdir>.explicit`
+    texts, or the one-line reason they cannot be made."""
+    data = read_lock_data(path)
+    lock = read_lock_file(path)  # platform names as written, like `data`
+    result: dict[str, dict[str, str] | UserError] = {}
+    for environment, entry in data.environments.items():
+        subdirs = {n: (data.platform(n).subdir if data.platform(n) else n) for n in entry.packages}  # type: ignore[union-attr]
+        values = list(subdirs.values())
+        keys = {n: d if values.count(d) == 1 else n for n, d in subdirs.items()}
+        try:
+            locked = environment_lock(data, lock, environment, keys, path)
+            rendered = {CONDA_LOCK_NAME: render_conda_lock(locked, ignore_pypi=ignore_pypi and _has_local_pypi(locked))}
+            for key in sorted(locked.records):
+                rendered[f"{key}.explicit"] = render_explicit(locked, key, ignore_pypi)
+            result[environment] = rendered
+        except UserError as error:
+            result[environment] = error
+    return result
 
 
 def _split_dependency(spec: str) -> tuple[str, str]:

@@ -285,7 +285,7 @@ def find_manifest(start: Path | None) -> Path:
         candidate = start / MANIFEST_NAME if start.is_dir() else start
         if not candidate.is_file():
             pyproject = (start if start.is_dir() else start.parent) / PYPROJECT_NAME
-            if pyproject.is_file() and "[tool.pixi" in pyproject.read_text(encoding="utf-8", errors="replace"):
+            if _is_pixi_pyproject(pyproject):
                 raise PyprojectManifest(pyproject)
             raise UserError("no pixi.toml here", path=candidate, fix="pass --manifest-path to a workspace folder")
         if candidate.name == PYPROJECT_NAME:
@@ -295,9 +295,16 @@ def find_manifest(start: Path | None) -> Path:
     for folder in (here, *here.parents):
         if (folder / MANIFEST_NAME).is_file():
             return folder / MANIFEST_NAME
+        if _is_pixi_pyproject(folder / PYPROJECT_NAME):
+            raise PyprojectManifest(folder / PYPROJECT_NAME)
     raise UserError(
         "no pixi.toml in this folder or above", path=here, fix="run from the workspace root or pass --manifest-path"
     )
+
+
+def _is_pixi_pyproject(path: Path) -> bool:
+    """pixi's discovery: a pyproject.toml with a [tool.pixi] table is a workspace manifest."""
+    return path.is_file() and "[tool.pixi" in path.read_text(encoding="utf-8", errors="replace")
 
 
 class PyprojectManifest(UserError):
