@@ -289,7 +289,9 @@ def _read_pixi(path: Path) -> LockSnapshot:
                 for kind, identifier in selectors:
                     entry = data.package((kind, identifier))
                     if entry is None:
-                        raise ValueError(f"environment {env_name} [{platform}] names {identifier}, which is not in packages")
+                        raise ValueError(
+                            f"environment {env_name} [{platform}] names {identifier}, which is not in packages"
+                        )
                     if kind == CONDA:
                         package = _conda_package(entry, identifier)
                     elif kind == "conda_source":

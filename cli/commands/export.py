@@ -20,7 +20,8 @@ def export_command(
         bool,
         typer.Option(
             "--ignore-pypi-errors",
-            help="Leave PyPI packages out of the formats that have no place for them (@EXPLICIT), as pixi's export does.",
+            help="Leave PyPI packages out of the formats that have no place for them (@EXPLICIT), "
+            "as pixi's export does.",
         ),
     ] = False,
     as_json: JsonOption = False,

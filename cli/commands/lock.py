@@ -72,7 +72,9 @@ def lock_command(
         result = lock_workspace(workspace, request)
     write_result(result)
     if as_json:
-        typer.echo(json.dumps({"lock": str(result.path), "changed": result.changed, "environments": result.solved}, indent=2))
+        typer.echo(
+            json.dumps({"lock": str(result.path), "changed": result.changed, "environments": result.solved}, indent=2)
+        )
         return
     summary = ", ".join(
         f"{env} ({', '.join(f'{p}: {n}' for p, n in plats.items())})" for env, plats in result.solved.items()

@@ -20,9 +20,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -35,8 +33,8 @@ from cli.lockengine.lockfile import (
     environment_records,
     locked_records,
     read_lock,
-    read_lock_file,
     read_lock_data,
+    read_lock_file,
 )
 from cli.lockengine.manifest import Workspace
 
@@ -120,9 +118,7 @@ def flavor_lock(lock: LockFile, workspace: Workspace, flavor: str) -> FlavorLock
     return environment_lock(data, lock, flavor, keys, workspace.lock_path)
 
 
-def environment_lock(
-    data: LockData, lock: LockFile, environment: str, keys: dict[str, str], path: Path
-) -> FlavorLock:
+def environment_lock(data: LockData, lock: LockFile, environment: str, keys: dict[str, str], path: Path) -> FlavorLock:
     """One environment of a lock, keyed for conda tools; a package they cannot take is one UserError line."""
     env = lock.environment(environment)
     if env is None or environment not in data.environments:
@@ -134,7 +130,8 @@ def environment_lock(
         source = next((i for kind, i in selectors if kind == "conda_source"), None)
         if source is not None:
             raise UserError(
-                f"environment '{environment}' [{key}] holds the source package {source}, which conda tools cannot install",
+                f"environment '{environment}' [{key}] holds the source package {source}, "
+                "which conda tools cannot install",
                 path=path,
                 fix="build it with pixi; only binary packages can be exported",
             )
@@ -145,7 +142,8 @@ def environment_lock(
                 raise UserError(
                     f"{record.file_name} in environment '{environment}' [{key}] has no sha256 or md5 in the lock",
                     path=path,
-                    fix="conda-lock and micromamba need a hash for every package; lock again from a channel that has them",
+                    fix="conda-lock and micromamba need a hash for every package; "
+                    "lock again from a channel that has them",
                 )
     return FlavorLock(environment, [str(c) for c in env.channels()], records, pypi)
 
@@ -211,7 +209,8 @@ def _pip_dependency(entry: dict[str, Any], platform: str) -> LockedDependency:
     location = str(entry["pypi"])
     if "://" not in location:
         raise UserError(
-            f"the PyPI package {entry['name']} comes from the local path {location}, which a conda-lock file cannot carry",
+            f"the PyPI package {entry['name']} comes from the local path {location}, "
+            "which a conda-lock file cannot carry",
             fix="export without it (--ignore-pypi-errors), or install the environment with `python -m cli install`",
         )
     return LockedDependency(
@@ -234,7 +233,8 @@ def conda_lock_model(flavor_lock: FlavorLock, with_pypi: bool = True) -> Lockfil
     subdirs = {platform: _subdir_of(flavor_lock, platform) for platform in flavor_lock.records}
     if len(set(subdirs.values())) != len(subdirs):
         raise UserError(
-            f"environment '{flavor_lock.flavor}' has two platforms of one subdir, which a conda-lock file cannot tell apart",
+            f"environment '{flavor_lock.flavor}' has two platforms of one subdir, "
+            "which a conda-lock file cannot tell apart",
             fix="export the environment with one platform per subdir",
         )
     packages = [
@@ -278,7 +278,10 @@ def render_conda_lock(flavor_lock: FlavorLock, ignore_pypi: bool = False) -> str
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / CONDA_LOCK_NAME
         write_conda_lock_file(
-            conda_lock_model(flavor_lock, with_pypi=not ignore_pypi), path, metadata_choices=None, include_help_text=False
+            conda_lock_model(flavor_lock, with_pypi=not ignore_pypi),
+            path,
+            metadata_choices=None,
+            include_help_text=False,
         )
         body = path.read_text(encoding="utf-8")
     header = [
@@ -294,7 +297,8 @@ def render_explicit(flavor_lock: FlavorLock, platform: str, ignore_pypi: bool = 
     pypi = flavor_lock.pypi.get(platform) or []
     if pypi and not ignore_pypi:
         raise UserError(
-            f"environment '{flavor_lock.flavor}' [{platform}] has PyPI packages ({', '.join(sorted(str(e['name']) for e in pypi))}), "
+            f"environment '{flavor_lock.flavor}' [{platform}] has PyPI packages "
+            f"({', '.join(sorted(str(e['name']) for e in pypi))}), "
             "which an @EXPLICIT file has no place for",
             fix="leave them out with --ignore-pypi-errors, or use conda-lock.yml, which carries them",
         )

@@ -23,12 +23,12 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from packaging.markers import InvalidMarker, Marker
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
@@ -55,7 +55,7 @@ from cli.lockengine.manifest import (
     canonical_channel_url,
 )
 from cli.lockengine.platforms import PlatformSpec
-from cli.lockengine.pypi_specs import DEFAULT_INDEX, DEFAULT_PRERELEASE_MODE, GIT, PATH, REGISTRY, URL, PypiDependency
+from cli.lockengine.pypi_specs import DEFAULT_INDEX, DEFAULT_PRERELEASE_MODE, GIT, PATH, URL, PypiDependency
 from cli.lockengine.pypi_target import (
     conda_pypi_packages,
     file_name_of,
@@ -160,14 +160,14 @@ class PypiRecord:
 # --- pixi's matching rules ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _match_spec(text: str) -> Any:
     from rattler import MatchSpec
 
     return MatchSpec(text, strict=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parsed_requirement(text: str) -> Requirement:
     return Requirement(text)
 
@@ -206,10 +206,7 @@ def _spec_name(text: str) -> str:
 def _evaluate(marker: Marker | None, environment: dict[str, str], extras: list[str]) -> bool:
     if marker is None:
         return True
-    for extra in extras or [""]:
-        if marker.evaluate({**environment, "extra": extra}):
-            return True
-    return False
+    return any(marker.evaluate({**environment, "extra": extra}) for extra in extras or [""])
 
 
 def _normalized_requirement(text: str) -> str:
@@ -270,7 +267,9 @@ def _top_level_extra(req: Requirement) -> str | None:
 def _marker_without_extra(req: Requirement) -> str | None:
     if req.marker is None:
         return None
-    text = re.sub(r"\s*and\s*extra\s*==\s*['\"][^'\"]+['\"]|extra\s*==\s*['\"][^'\"]+['\"]\s*(and\s*)?", "", str(req.marker))
+    text = re.sub(
+        r"\s*and\s*extra\s*==\s*['\"][^'\"]+['\"]|extra\s*==\s*['\"][^'\"]+['\"]\s*(and\s*)?", "", str(req.marker)
+    )
     return text.strip() or None
 
 
@@ -407,7 +406,9 @@ def lock_mismatches(
                 where = members[0] if len(members) == 1 else f"solve group of {', '.join(members)}"
                 problems.append(
                     LockMismatch(
-                        where, platform_name, f"'{name}' is locked as a conda package but only requested by pypi dependencies"
+                        where,
+                        platform_name,
+                        f"'{name}' is locked as a conda package but only requested by pypi dependencies",
                     )
                 )
     return problems
@@ -419,13 +420,15 @@ def _check_environment(
     expected = [c.rstrip("/") for c in env.channels]
     found = [canonical_channel_url(c).rstrip("/") for c in locked.channel_urls()]
     if expected[: len(found)] == found and len(expected) > len(found):
-        raise _Unsat(f"channels were added: {expected[len(found):]} (the lock was solved with {found})")
+        raise _Unsat(f"channels were added: {expected[len(found) :]} (the lock was solved with {found})")
     if expected != found:
         raise _Unsat(f"channels {found} in the lock, {expected} in pixi.toml")
     names = {p.name for p in env.platforms}
     subdirs = {p.subdir for p in env.platforms}
     extra = sorted(
-        name for name in locked.packages if name not in names and (data.platform(name) is None or data.platform(name).subdir not in subdirs)  # type: ignore[union-attr]
+        name
+        for name in locked.packages
+        if name not in names and (data.platform(name) is None or data.platform(name).subdir not in subdirs)  # type: ignore[union-attr]
     )
     if extra:
         raise _Unsat(f"platform(s) {', '.join(extra)} present in the lock file but not in the environment")
@@ -453,17 +456,22 @@ def _check_environment(
         _check_pypi_packages(env, locked, data)
     strategy = locked.option("strategy")
     if strategy != env.solve_strategy:
-        raise _Unsat(f"the lock file was solved with a different strategy ({strategy}) than the one selected ({env.solve_strategy})")
+        raise _Unsat(
+            f"the lock file was solved with a different strategy ({strategy}) "
+            f"than the one selected ({env.solve_strategy})"
+        )
     priority = locked.option("channel-priority")
     if priority != env.channel_priority:
         raise _Unsat(
-            f"the lock file was solved with a different channel priority ({priority}) than the one selected ({env.channel_priority})"
+            f"the lock file was solved with a different channel priority ({priority}) "
+            f"than the one selected ({env.channel_priority})"
         )
     mode = locked.option("pypi-prerelease-mode")
     expected_mode = env.pypi_options.prerelease_mode or DEFAULT_PRERELEASE_MODE
     if mode != expected_mode:
         raise _Unsat(
-            f"the lock file was solved with a different PyPI prerelease mode ({mode}) than the one selected ({expected_mode})"
+            f"the lock file was solved with a different PyPI prerelease mode ({mode}) "
+            f"than the one selected ({expected_mode})"
         )
     if env.exclude_newer is not None:
         cutoff = env.exclude_newer
@@ -512,8 +520,11 @@ def _check_pypi_packages(env: ResolvedEnvironment, locked: LockEnvironmentEntry,
             location = str(entry[PYPI])
             is_wheel = location.lower().endswith(".whl")
             editable = dependency is not None and dependency.kind == PATH and dependency.editable
-            if no_build and not is_wheel and not editable and (no_build is True or name in no_build):
-                raise _Unsat(f"the lock file contains non-binary package: '{name}', but the pypi-option `no-build` is set")
+            refused = no_build is True or (isinstance(no_build, tuple) and name in no_build)
+            if not is_wheel and not editable and refused:
+                raise _Unsat(
+                    f"the lock file contains non-binary package: '{name}', but the pypi-option `no-build` is set"
+                )
             if supported and is_wheel and not wheel_is_compatible(file_name_of(location), supported):
                 raise _Unsat(
                     f"the lock file was solved with system requirements incompatible with the tags on wheel ({name})"
@@ -577,29 +588,36 @@ def _check_platform(
 
     pypi_records: dict[str, PypiRecord] = {}
     for entry in pypi_entries:
-        name = canonicalize_name(str(entry.get("name", "")))
-        if name in pypi_records:
-            raise _Unsat(f"the lock holds the PyPI package '{name}' twice")
-        pypi_records[name] = PypiRecord(name, entry, _locked_pypi_version(entry, workspace.root))
+        pypi_name = str(canonicalize_name(str(entry.get("name", ""))))
+        if pypi_name in pypi_records:
+            raise _Unsat(f"the lock holds the PyPI package '{pypi_name}' twice")
+        pypi_records[pypi_name] = PypiRecord(pypi_name, entry, _locked_pypi_version(entry, workspace.root))
 
     requirements: list[tuple[Requirement, PypiDependency | None, str]] = []
-    for dep in pypi_deps.values():
-        req = _requirement(dep.requirement(workspace.root), dep.name)
-        if markers is not None and not _evaluate(req.marker, markers, list(req.extras)):
+    for declared in pypi_deps.values():
+        wanted = _requirement(declared.requirement(workspace.root), declared.name)
+        if markers is not None and not _evaluate(wanted.marker, markers, list(wanted.extras)):
             continue
-        requirements.append((req, dep, "<environment>"))
+        requirements.append((wanted, declared, "<environment>"))
     if not requirements and pypi_records:
-        raise _Unsat(f"there are more pypi packages in the lock file than are used by the environment: {', '.join(sorted(pypi_records))}")
+        raise _Unsat(
+            "there are more pypi packages in the lock file than are used by the environment: "
+            + ", ".join(sorted(pypi_records))
+        )
 
     virtual = _virtual_records(platform.virtual_packages)
-    for name, spec in env.constraints_by_platform.get(platform.name, {}).items():
-        record = by_name.get(name)
-        if record is not None and not _match_spec(spec.match_spec(name).split("[")[0]).matches(record.record):
-            raise _Unsat(f"the locked {name} {record.version} violates the constraint '{spec}'")
+    for constrained_name, constraint in env.constraints_by_platform.get(platform.name, {}).items():
+        constrained = by_name.get(constrained_name)
+        bare = constraint.match_spec(constrained_name).split("[")[0]
+        if constrained is not None and not _match_spec(bare).matches(constrained.record):
+            raise _Unsat(f"the locked {constrained_name} {constrained.version} violates the constraint '{constraint}'")
 
     specs = env.specs_by_platform.get(platform.name, {})
     if not specs and conda:
-        raise _Unsat(f"there are more conda packages in the lock file than are used by the environment: {', '.join(sorted(by_name))}")
+        raise _Unsat(
+            "there are more conda packages in the lock file than are used by the environment: "
+            + ", ".join(sorted(by_name))
+        )
 
     verified = _Verified()
     visited_conda: set[str] = set()
@@ -608,11 +626,16 @@ def _check_platform(
     seen_requirements = {str(r) for r, _, _ in requirements}
     delayed: str | None = None
     conda_stack: list[tuple[str, str, tuple[str, ...], str | None]] = [
-        (spec.match_spec(name).split("[")[0] if spec.condition or spec.extras else spec.match_spec(name), "<environment>", spec.extras, spec.condition)
+        (
+            spec.match_spec(name).split("[")[0] if spec.condition or spec.extras else spec.match_spec(name),
+            "<environment>",
+            spec.extras,
+            spec.condition,
+        )
         for name, spec in specs.items()
     ]
     pypi_queue = list(requirements)
-    overrides = {canonicalize_name(k): v for k, v in env.pypi_options.dependency_overrides.items()}
+    overrides: dict[str, str] = {canonicalize_name(k): v for k, v in env.pypi_options.dependency_overrides.items()}
 
     def walk_conda(record: CondaRecord, extras: tuple[str, ...]) -> None:
         depends: list[str] = []
@@ -637,54 +660,62 @@ def _check_platform(
             text, source, extras, condition = conda_stack.pop()
             if condition and not _condition_met(condition, by_name, virtual):
                 continue
-            name = _spec_name(text)
+            conda_name = _spec_name(text)
             spec = _match_spec(text)
-            record = by_name.get(name)
-            if record is None:
-                vp = virtual.get(name)
+            found = by_name.get(conda_name)
+            if found is None:
+                vp = virtual.get(conda_name)
                 if vp is not None and spec.matches(vp):
                     continue
-                raise _Unsat(f"the requirement '{_with_condition(text, condition)}' could not be satisfied (required by '{source}')")
-            if not spec.matches(record.record):
+                raise _Unsat(
+                    f"the requirement '{_with_condition(text, condition)}' could not be satisfied "
+                    f"(required by '{source}')"
+                )
+            if not spec.matches(found.record):
                 raise _Unsat(f"the requirement '{text}' could not be satisfied (required by '{source}')")
-            if source == "<environment>":
-                verified.expected_conda.add(name)
-            else:
-                verified.expected_conda.add(name)
-            walk_conda(record, extras)
+            verified.expected_conda.add(conda_name)
+            walk_conda(found, extras)
             continue
         req, dep, source = pypi_queue.pop()
-        name = canonicalize_name(req.name)
+        name = str(canonicalize_name(req.name))
         if name in conda_pypi:
             version, conda_name = conda_pypi[name]
-            if dep is not None and dep.kind in (PATH, URL, GIT) or req.url:
+            if (dep is not None and dep.kind in (PATH, URL, GIT)) or req.url:
                 delayed = delayed or f"'{name}' is installed by conda but required from a path, URL or git"
             check = SpecifierSet(overrides[name]) if name in overrides else req.specifier
             if version is not None and not check.contains(version, prereleases=True):
-                delayed = delayed or f"the requirement '{req}' could not be satisfied by the conda package {conda_name} {version} (required by '{source}')"
+                delayed = (
+                    delayed
+                    or f"the requirement '{req}' could not be satisfied by the conda package "
+                    f"{conda_name} {version} (required by '{source}')"
+                )
             verified.conda_used_by_pypi.add(conda_name)
             walk_conda(by_name[conda_name], ())
             continue
-        locked = pypi_records.get(name)
-        if locked is None:
+        locked_pypi = pypi_records.get(name)
+        if locked_pypi is None:
             delayed = delayed or f"the requirement '{req}' could not be satisfied (required by '{source}')"
             continue
         if name in overrides:
             req = _requirement(f"{req.name}{overrides[name]}", req.name)
-        problem = _pypi_satisfies(req, dep, locked, workspace.root, source == "<environment>", data, locked_indexes=_locked_indexes(data, env))
+        indexes = _locked_indexes(data, env)
+        problem = _pypi_satisfies(req, dep, locked_pypi, workspace.root, source == "<environment>", data, indexes)
         if problem:
             delayed = delayed or problem
         if name not in visited_pypi:
             visited_pypi.add(name)
-            problem = _check_local_metadata(locked, workspace.root)
+            problem = _check_local_metadata(locked_pypi, workspace.root)
             if problem:
                 delayed = delayed or problem
-            requires_python = locked.entry.get("requires_python")
-            if requires_python and python is not None:
-                if not _python_at_least_lower_bound(str(requires_python), python.version):
-                    delayed = delayed or f"'{name}' requires python {requires_python}, the lock has python {python.version}"
+            requires_python = locked_pypi.entry.get("requires_python")
+            if (
+                requires_python
+                and python is not None
+                and not _python_at_least_lower_bound(str(requires_python), python.version)
+            ):
+                delayed = delayed or f"'{name}' requires python {requires_python}, the lock has python {python.version}"
         assert markers is not None
-        for text in locked.requires_dist:
+        for text in locked_pypi.requires_dist:
             try:
                 child = _parsed_requirement(text)
             except InvalidRequirement:
@@ -696,16 +727,20 @@ def _check_platform(
             if key in seen_requirements:
                 continue
             seen_requirements.add(key)
-            pypi_queue.append((child, None, locked.name))
+            pypi_queue.append((child, None, locked_pypi.name))
 
     leftover = sorted(set(by_name) - visited_conda)
     if leftover:
-        raise _Unsat(f"there are more conda packages in the lock file than are used by the environment: {', '.join(leftover)}")
+        raise _Unsat(
+            f"there are more conda packages in the lock file than are used by the environment: {', '.join(leftover)}"
+        )
     if delayed:
         raise _Unsat(delayed)
     extra_pypi = sorted(set(pypi_records) - visited_pypi)
     if extra_pypi:
-        raise _Unsat(f"there are more pypi packages in the lock file than are used by the environment: {', '.join(extra_pypi)}")
+        raise _Unsat(
+            f"there are more pypi packages in the lock file than are used by the environment: {', '.join(extra_pypi)}"
+        )
     return verified
 
 
@@ -774,14 +809,14 @@ def _pypi_satisfies(
     location = locked.location
     is_path = "://" not in location or location.startswith("file://")
     name = locked.name
-    if dep is not None and dep.kind == PATH or (req.url and req.url.startswith("file:")):
+    if (dep is not None and dep.kind == PATH) or (req.url and req.url.startswith("file:")):
         wanted = dep.absolute_path(root) if dep is not None and dep.kind == PATH else _local_path(req.url or "", root)
         if not is_path:
             return f"'{name}' is locked from {location}, pixi.toml asks for the path {wanted}"
         if _local_path(location, root).resolve() != Path(wanted).resolve():
             return f"'{name}' is locked from the path {location}, pixi.toml asks for {wanted}"
         return None
-    if dep is not None and dep.kind == URL or (req.url and not req.url.startswith("git+")):
+    if (dep is not None and dep.kind == URL) or (req.url and not req.url.startswith("git+")):
         wanted_url = dep.url if dep is not None and dep.kind == URL else req.url
         if not location.startswith("direct+") and location != wanted_url:
             return f"'{name}' must come from the URL {wanted_url}, the lock has {location}"
@@ -825,9 +860,13 @@ def _check_local_metadata(locked: PypiRecord, root: Path) -> str | None:
     if current.version is not None and current.version != locked.version:
         return f"the version of '{locked.name}' changed: {locked.version} in the lock, {current.version} in its source"
     locked_python = locked.entry.get("requires_python")
-    if (current.requires_python or None) != (str(locked_python) if locked_python else None):
-        if SpecifierSet(current.requires_python or "") != SpecifierSet(str(locked_python or "")):
-            return f"the requires-python of '{locked.name}' changed: {locked_python} in the lock, {current.requires_python} in its source"
+    if (current.requires_python or None) != (str(locked_python) if locked_python else None) and SpecifierSet(
+        current.requires_python or ""
+    ) != SpecifierSet(str(locked_python or "")):
+        return (
+            f"the requires-python of '{locked.name}' changed: {locked_python} in the lock, "
+            f"{current.requires_python} in its source"
+        )
     return None
 
 
@@ -836,4 +875,12 @@ def freshness_problems(workspace: Workspace, environments: list[str] | None = No
     return lock_mismatches(workspace, None, environments)
 
 
-__all__ = ["CannotCheck", "CondaSpec", "LockMismatch", "PyprojectManifest", "freshness_problems", "lock_mismatches", "selector_of"]
+__all__ = [
+    "CannotCheck",
+    "CondaSpec",
+    "LockMismatch",
+    "PyprojectManifest",
+    "freshness_problems",
+    "lock_mismatches",
+    "selector_of",
+]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -29,7 +29,7 @@ class _Loader(_BASE_LOADER):  # type: ignore[valid-type,misc]
     """Safe loading as serde reads a typed model: plain scalars stay strings (a sha256 of digits keeps its
     zeros), except null and true/false; a mapping that names a key twice is an error."""
 
-    yaml_implicit_resolvers: dict[Any, Any] = {}
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {}
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -49,7 +49,7 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|
 
 
 def load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    return yaml.load(text, Loader=_Loader)
 
 
 _INT = re.compile(r"^[+-]?(0x[0-9a-fA-F]+|0o[0-7]+|0b[01]+|[0-9]+)$")
@@ -124,6 +124,7 @@ _Dumper.add_representer(bool, _represent_bool)
 _Dumper.add_representer(int, _represent_int)
 
 
+_C_EMITTER: Any
 try:
     from yaml._yaml import CEmitter as _C_EMITTER
 except ImportError:  # PyYAML without libyaml
@@ -132,7 +133,7 @@ except ImportError:  # PyYAML without libyaml
 
 if _C_EMITTER is not None:
 
-    class _CDumper(_C_EMITTER, yaml.representer.SafeRepresenter, _Resolver):  # type: ignore[misc,valid-type]
+    class _CDumper(_C_EMITTER, yaml.representer.SafeRepresenter, _Resolver):
         """The same, with libyaml's own emitter (what serde_yaml uses) doing the writing: much faster."""
 
         def __init__(self, stream: Any, **kwargs: Any) -> None:

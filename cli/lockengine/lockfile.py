@@ -35,7 +35,11 @@ CONDA = "conda"
 CONDA_SOURCE = "conda_source"
 PYPI = "pypi"
 KIND_ORDER = {CONDA: 0, CONDA_SOURCE: 1, PYPI: 2}
-OPTION_DEFAULTS = {"strategy": "highest", "channel-priority": "strict", "pypi-prerelease-mode": "if-necessary-or-explicit"}
+OPTION_DEFAULTS = {
+    "strategy": "highest",
+    "channel-priority": "strict",
+    "pypi-prerelease-mode": "if-necessary-or-explicit",
+}
 
 
 def selector_of(entry: dict[str, Any]) -> tuple[str, str]:
@@ -89,7 +93,9 @@ class LockEnvironmentEntry:
             out["indexes"] = list(self.indexes)
             if self.find_links:
                 out["find-links"] = copy.deepcopy(self.find_links)
-        options = {k: self.options[k] for k in OPTION_DEFAULTS if k in self.options and self.options[k] != OPTION_DEFAULTS[k]}
+        options = {
+            k: self.options[k] for k in OPTION_DEFAULTS if k in self.options and self.options[k] != OPTION_DEFAULTS[k]
+        }
         if options:
             out["options"] = options
         out["packages"] = {
@@ -118,7 +124,8 @@ class LockData:
     def _index(self) -> dict[tuple[str, str], dict[str, Any]]:
         cached = self.__dict__.get("_cached_index")
         if cached is not None and cached[0] == len(self.packages):
-            return cached[1]  # type: ignore[no-any-return]
+            index_cached: dict[tuple[str, str], dict[str, Any]] = cached[1]
+            return index_cached
         index: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in self.packages:
             index.setdefault(selector_of(entry), entry)
@@ -139,7 +146,9 @@ class LockData:
         pending = list(used)
         while pending:  # a source package's build and host packages are kept too
             entry = index.get(pending.pop())
-            for selector in [selector_of(s) for key in ("build_packages", "host_packages") for s in (entry or {}).get(key) or []]:
+            for selector in [
+                selector_of(s) for key in ("build_packages", "host_packages") for s in (entry or {}).get(key) or []
+            ]:
                 if selector not in used:
                     used.add(selector)
                     pending.append(selector)
@@ -237,18 +246,69 @@ def _lock_data(data: dict[str, Any]) -> LockData:
 
 # field order of rattler_lock's v7 models; fields it does not know are dropped, as it does
 CONDA_FIELDS = (
-    "conda", "name", "version", "build", "build_number", "subdir", "noarch", "variants", "sha256", "md5",
-    "legacy_bz2_md5", "depends", "constrains", "extra_depends", "channel", "features", "flags", "track_features",
-    "file_name", "license", "license_family", "purls", "run_exports", "size", "legacy_bz2_size", "timestamp",
+    "conda",
+    "name",
+    "version",
+    "build",
+    "build_number",
+    "subdir",
+    "noarch",
+    "variants",
+    "sha256",
+    "md5",
+    "legacy_bz2_md5",
+    "depends",
+    "constrains",
+    "extra_depends",
+    "channel",
+    "features",
+    "flags",
+    "track_features",
+    "file_name",
+    "license",
+    "license_family",
+    "purls",
+    "run_exports",
+    "size",
+    "legacy_bz2_size",
+    "timestamp",
     "python_site_packages_path",
 )
 SOURCE_FIELDS = (
-    "conda_source", "version", "build", "build_number", "subdir", "noarch", "variants", "depends", "constrains",
-    "extra_depends", "features", "flags", "track_features", "license", "license_family", "purls", "run_exports",
-    "size", "source", "source_depends", "python_site_packages_path", "build_packages", "host_packages",
+    "conda_source",
+    "version",
+    "build",
+    "build_number",
+    "subdir",
+    "noarch",
+    "variants",
+    "depends",
+    "constrains",
+    "extra_depends",
+    "features",
+    "flags",
+    "track_features",
+    "license",
+    "license_family",
+    "purls",
+    "run_exports",
+    "size",
+    "source",
+    "source_depends",
+    "python_site_packages_path",
+    "build_packages",
+    "host_packages",
 )
 PYPI_FIELDS = (
-    "pypi", "name", "version", "md5", "sha256", "index", "requires_dist", "requires_python", "build_packages",
+    "pypi",
+    "name",
+    "version",
+    "md5",
+    "sha256",
+    "index",
+    "requires_dist",
+    "requires_python",
+    "build_packages",
     "host_packages",
 )
 RUN_EXPORTS_FIELDS = ("weak", "strong", "noarch", "weak_constrains", "strong_constrains")
@@ -276,7 +336,7 @@ def normalized_entry(entry: Any) -> dict[str, Any]:
         if key not in entry or entry[key] is None:
             continue
         value = entry[key]
-        if key in LIST_FIELDS and not value or key in MAP_FIELDS and not value:
+        if (key in LIST_FIELDS and not value) or (key in MAP_FIELDS and not value):
             continue
         if key in INT_FIELDS:
             value = int(value)

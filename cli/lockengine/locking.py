@@ -43,8 +43,8 @@ from cli.lockengine.lockfile import (
     environment_records,
     normalized_entry,
     parse_lock_text,
-    read_lock_data,
     rattler_lock_of,
+    read_lock_data,
     selector_of,
     write_lock,
 )
@@ -92,7 +92,11 @@ class _Previous:
     fresh: set[str]
 
     def conda(self, environment: str, platform: str) -> list[RepoDataRecord] | None:
-        if self.lock is None or self.data is None or platform not in self.data.environments.get(environment, LockEnvironmentEntry()).packages:
+        if (
+            self.lock is None
+            or self.data is None
+            or platform not in self.data.environments.get(environment, LockEnvironmentEntry()).packages
+        ):
             return None
         return environment_records(self.lock, environment, platform)
 
@@ -188,7 +192,10 @@ def _reachable_conda(
     from cli.lockengine.freshness import _condition_met, _spec_name, _virtual_records
 
     by_name = {r.name.normalized: r for r in records}
-    wrapped = {name: conda_record({"conda": r.url, "name": name, "version": str(r.version), "build": str(r.build)}) for name, r in by_name.items()}
+    wrapped = {
+        name: conda_record({"conda": r.url, "name": name, "version": str(r.version), "build": str(r.build)})
+        for name, r in by_name.items()
+    }
     virtual = _virtual_records(platform.virtual_packages)
     pending: list[tuple[str, tuple[str, ...]]] = []
     for name, spec in specs.items():
@@ -211,17 +218,17 @@ def _reachable_conda(
                 followed.add(extra)
                 depends += list((record.extra_depends or {}).get(extra, []))
         for text in depends:
-            spec = MatchSpec(text, strict=False)
-            if spec.condition and not _condition_met(spec.condition, wrapped, virtual):
+            dependency = MatchSpec(text, strict=False)
+            if dependency.condition and not _condition_met(dependency.condition, wrapped, virtual):
                 continue
-            pending.append((_spec_name(text), tuple(spec.extras or ())))
+            pending.append((_spec_name(text), tuple(dependency.extras or ())))
     return [r for r in records if r.name.normalized in reached]
 
 
 def _reachable_pypi(
     entries: list[dict[str, Any]], dependencies: list[PypiDependency], markers: dict[str, str], root: Path
 ) -> list[dict[str, Any]]:
-    by_name = {canonicalize_name(str(e["name"])): e for e in entries}
+    by_name: dict[str, dict[str, Any]] = {canonicalize_name(str(e["name"])): e for e in entries}
     pending: list[tuple[str, tuple[str, ...]]] = [(d.normalized_name, tuple(d.extras)) for d in dependencies]
     reached: dict[str, set[str]] = {}
     while pending:
@@ -276,14 +283,18 @@ def purls_for(record: RepoDataRecord, mapping: dict[str, dict[str, str | None]])
         pypi_name = table[name]
         return [f"pkg:pypi/{pypi_name}?source=project-defined-mapping"] if pypi_name else []
     depends = {d.split(" ")[0] for d in record.depends}
-    is_python_package = name != "python" and (str(record.noarch) == "python" or bool(depends & {"python", "python_abi"}))
+    is_python_package = name != "python" and (
+        str(record.noarch) == "python" or bool(depends & {"python", "python_abi"})
+    )
     return [f"pkg:pypi/{name}"] if is_python_package else []
 
 
 def _conda_provided(records: list[RepoDataRecord], purls: dict[str, list[str]]) -> dict[str, Version]:
     provided: dict[str, Version] = {}
     for record in records:
-        for package in conda_pypi_packages(record.name.normalized, str(record.version), purls.get(record.url), record.channel):
+        for package in conda_pypi_packages(
+            record.name.normalized, str(record.version), purls.get(record.url), record.channel
+        ):
             if package.version is not None:
                 provided.setdefault(package.name, package.version)
     return provided
@@ -292,17 +303,22 @@ def _conda_provided(records: list[RepoDataRecord], purls: dict[str, list[str]]) 
 # --- the lock ------------------------------------------------------------------------------------
 
 
-def _group_specs(resolved: list[ResolvedEnvironment], platform: str) -> dict[str, CondaSpec]:
-    """The union of the members' specs; a name two members constrain differently gets both specs."""
-    union: dict[str, CondaSpec] = {}
+def _group_specs(resolved: list[ResolvedEnvironment], platform: str) -> list[tuple[str, CondaSpec]]:
+    """The union of the members' specs; a name two members constrain differently keeps both (the solver ANDs them)."""
+    union: list[tuple[str, CondaSpec]] = []
     for env in resolved:
         for name, spec in env.specs_by_platform.get(platform, {}).items():
-            if name in union and union[name] != spec:
-                both = f"{union[name].version_build},{spec.version_build}".replace("*,", "").replace(",*", "")
-                union[name] = CondaSpec(both, union[name].channel or spec.channel, tuple({*union[name].extras, *spec.extras}))
-            else:
-                union.setdefault(name, spec)
+            if (name, spec) not in union:
+                union.append((name, spec))
     return union
+
+
+def _same_rules(previous: _Previous, env: ResolvedEnvironment) -> bool:
+    """Locked versions are preferences only if they were solved under the same strategy and channel priority."""
+    locked = previous.data.environments.get(env.name) if previous.data else None
+    return locked is not None and (
+        locked.option("strategy") == env.solve_strategy and locked.option("channel-priority") == env.channel_priority
+    )
 
 
 def _solve_group(
@@ -320,7 +336,11 @@ def _solve_group(
             platforms.setdefault(platform.name, platform)
     for platform in platforms.values():
         here = [env for env in members if any(p.name == platform.name for p in env.platforms)]
-        kept = [env for env in here if not _wanted(request, env.name, platform) and previous.conda(env.name, platform.name) is not None]
+        kept = [
+            env
+            for env in here
+            if not _wanted(request, env.name, platform) and previous.conda(env.name, platform.name) is not None
+        ]
         if len(kept) == len(here):
             for env in here:
                 solved[(env.name, platform.name)] = _Solved(
@@ -328,7 +348,7 @@ def _solve_group(
                 )
             continue
         preferences: dict[str, RepoDataRecord] = {}
-        if not request.update:
+        if not request.update and all(_same_rules(previous, env) for env in here):
             for env in here:
                 for record in previous.conda(env.name, platform.name) or []:
                     preferences.setdefault(record.url, record)
@@ -349,7 +369,9 @@ def _solve_group(
             for record in records:
                 purls.setdefault(record.url, purls_for(record, mapping))
         subsets = {
-            env.name: records if len(here) == 1 else _reachable_conda(records, env.specs_by_platform.get(platform.name, {}), platform)
+            env.name: records
+            if len(here) == 1
+            else _reachable_conda(records, env.specs_by_platform.get(platform.name, {}), platform)
             for env in here
         }
         for env in here:
@@ -423,7 +445,9 @@ def _lock_pypi(
     }
 
 
-def conda_entries(records: dict[str, RepoDataRecord], purls: dict[str, list[str]], previous: LockData | None) -> dict[str, dict[str, Any]]:
+def conda_entries(
+    records: dict[str, RepoDataRecord], purls: dict[str, list[str]], previous: LockData | None
+) -> dict[str, dict[str, Any]]:
     """Package entries for conda records, exactly as rattler_lock writes them (plus the purls pixi adds)."""
     if not records:
         return {}
@@ -521,7 +545,9 @@ def _render(
     conda = conda_entries(records, purls, previous.data)
     for entry in environments.values():  # rattler writes a local file URL as a path: select by what it writes
         entry.packages = {
-            platform: [(kind, str(conda[id_][CONDA])) if kind == CONDA and id_ in conda else (kind, id_) for kind, id_ in sels]
+            platform: [
+                (kind, str(conda[id_][CONDA])) if kind == CONDA and id_ in conda else (kind, id_) for kind, id_ in sels
+            ]
             for platform, sels in entry.packages.items()
         }
     data = LockData(
@@ -535,7 +561,8 @@ def _render(
     content = data.render()
     current = workspace.lock_path.read_bytes() if workspace.lock_path.exists() else None
     counts = {
-        name: {platform: len(s.conda) + len(s.pypi) for (env, platform), s in solved.items() if env == name} for name in names
+        name: {platform: len(s.conda) + len(s.pypi) for (env, platform), s in solved.items() if env == name}
+        for name in names
     }
     return LockResult(workspace.lock_path, content, content != current, counts)
 
@@ -556,4 +583,4 @@ def lock_with_pixi(workspace: Workspace, check: bool) -> int:
     return subprocess.call(command)
 
 
-__all__ = ["LockRequest", "LockResult", "InvalidVersion", "lock_workspace", "write_result"]
+__all__ = ["InvalidVersion", "LockRequest", "LockResult", "lock_workspace", "write_result"]

@@ -135,7 +135,7 @@ class ResolvedEnvironment:
     channel_priority: str = "strict"
     solve_strategy: str = "highest"
     exclude_newer: datetime | None = None
-    pypi_options: PypiOptions = PypiOptions()
+    pypi_options: PypiOptions = field(default_factory=PypiOptions)
     source_dependencies: tuple[str, ...] = ()
     dev_dependencies: tuple[str, ...] = ()
 
@@ -170,7 +170,7 @@ class Workspace:
     features: dict[str, Feature]
     environments: dict[str, EnvironmentSpec]
     exclude_newer: datetime | None = None
-    pypi_options: PypiOptions = PypiOptions()
+    pypi_options: PypiOptions = field(default_factory=PypiOptions)
     preview: tuple[str, ...] = ()
     conda_pypi_map: dict[str, str] = field(default_factory=dict)
 
@@ -555,7 +555,9 @@ class _Reader:
             channel_priority=priority,
             solve_strategy=strategy,
             pypi_options=(
-                self.pypi_options(table.get("pypi-options"), f"{prefix}pypi-options") if name != DEFAULT_FEATURE else None
+                self.pypi_options(table.get("pypi-options"), f"{prefix}pypi-options")
+                if name != DEFAULT_FEATURE
+                else None
             ),
             dev_dependencies=tuple(self.table(table, "dev")),
         )

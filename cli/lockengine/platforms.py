@@ -181,7 +181,9 @@ def _declared_virtual_packages(table: dict[str, Any]) -> list[VirtualPackage]:
             raise ValueError(f"'{key}' is given twice")
         if values:
             value = str(values[0])
-            package = VirtualPackage(conda_name, "0", value) if kind == "microarch" else VirtualPackage(conda_name, value)
+            package = (
+                VirtualPackage(conda_name, "0", value) if kind == "microarch" else VirtualPackage(conda_name, value)
+            )
             declared.append(package)
     for key in [k for k in table if k.startswith("__")]:
         value = str(table.pop(key))

@@ -153,7 +153,7 @@ def local_package(dependency: PypiDependency, root: Path) -> LocalPackage:
 
 def _own_requirements(package: LocalPackage, markers: dict[str, str]) -> list[str]:
     """What installing a local package pulls in on this platform: its dependencies and those of the asked extras."""
-    extras = [canonicalize_name(e) for e in package.dependency.extras] or [""]
+    extras: list[str] = [canonicalize_name(e) for e in package.dependency.extras] or [""]
     wanted = []
     for text in package.requires_dist:
         requirement = Requirement(text)
@@ -173,7 +173,7 @@ def render_requirement(text: str) -> str:
     head = text.split(";", 1)[0]
     name_part = re.match(r"\s*[A-Za-z0-9._-]+(\s*\[[^\]]*\])?", head)
     rest = head[name_part.end() :] if name_part else ""
-    out = canonicalize_name(requirement.name)
+    out: str = canonicalize_name(requirement.name)
     if requirement.extras:
         out += f"[{','.join(canonicalize_name(e) for e in requirement.extras)}]"
     if requirement.url:
@@ -204,7 +204,9 @@ def _uv_environment(cache_dir: Path | None, platform: PlatformSpec) -> dict[str,
     if cache_dir is not None or os.environ.get("UV_CACHE_DIR"):
         env["UV_CACHE_DIR"] = str(cache_dir or os.environ["UV_CACHE_DIR"])
     if platform.subdir.startswith("osx-"):
-        env["MACOSX_DEPLOYMENT_TARGET"] = next((p.version for p in platform.virtual_packages if p.name == "__osx"), "13.0")
+        env["MACOSX_DEPLOYMENT_TARGET"] = next(
+            (p.version for p in platform.virtual_packages if p.name == "__osx"), "13.0"
+        )
     return env
 
 
@@ -265,7 +267,9 @@ def _uv_compile(request: PypiSolveRequest, inputs: Path, output: Path, extra: li
 
 def resolve_pypi(request: PypiSolveRequest) -> list[dict[str, Any]]:
     """The PyPI package entries (pixi.lock format 7) for one environment (or solve group) and platform."""
-    local = [local_package(d, request.root) for d in request.dependencies if d.kind == PATH and _is_tree(d, request.root)]
+    local = [
+        local_package(d, request.root) for d in request.dependencies if d.kind == PATH and _is_tree(d, request.root)
+    ]
     requirements: list[str] = []
     for dependency in request.dependencies:
         if dependency.kind == REGISTRY and dependency.index:
@@ -361,7 +365,9 @@ def _registry_entry(
     wheel = _best_wheel(list(package.get("wheels") or []), supported)
     artifact = wheel or package.get("sdist") or package.get("archive")
     if not artifact:
-        raise UserError(f"uv found no distribution of {name} {version} for {request.platform.name}", fix="check the index")
+        raise UserError(
+            f"uv found no distribution of {name} {version} for {request.platform.name}", fix="check the index"
+        )
     location = str(artifact.get("url") or Path(str(artifact.get("path"))).resolve().as_uri())
     sha256 = (artifact.get("hashes") or {}).get("sha256")
     metadata = _metadata(location, wheel is not None, sha256)
@@ -375,7 +381,9 @@ def _registry_entry(
         entry["requires_dist"] = requires
     requires_python = metadata.get("Requires-Python")
     if requires_python:
-        entry["requires_python"] = ",".join(_render_specifier(s.strip()) for s in requires_python.split(",") if s.strip())
+        entry["requires_python"] = ",".join(
+            _render_specifier(s.strip()) for s in requires_python.split(",") if s.strip()
+        )
     return entry
 
 
@@ -410,7 +418,7 @@ class _AllIndex(dict[str, str]):
         super().__init__()
         self.index = index
 
-    def get(self, key: str, default: Any = None) -> str:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> str:
         return self.index
 
 
@@ -437,13 +445,15 @@ def _metadata(location: str, is_wheel: bool, sha256: str | None) -> email.messag
 def _metadata_from_archive(data: bytes, location: str, is_wheel: bool) -> str:
     if is_wheel:
         with zipfile.ZipFile(io.BytesIO(data)) as bundle:
-            member = next((n for n in bundle.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None)
+            member = next(
+                (n for n in bundle.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1), None
+            )
             if member is None:
                 raise UserError(f"{location} has no METADATA", fix="the wheel is broken")
             return bundle.read(member).decode("utf-8", errors="replace")
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        member = next((m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")), None)
-        extracted = archive.extractfile(member) if member is not None else None
+        info = next((m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")), None)
+        extracted = archive.extractfile(info) if info is not None else None
         if extracted is None:
             raise UserError(f"{location} has no PKG-INFO", fix="lock with pixi, which builds sdists")
         text = extracted.read().decode("utf-8", errors="replace")
@@ -465,9 +475,11 @@ def locked_pypi_entries(workspace_root: Path, data: Any, environment: str, platf
     env = data.environments.get(environment)
     if env is None:
         return []
-    names = [platform] if platform in env.packages else [
-        p for p in env.packages if data.platform(p) is not None and data.platform(p).subdir == platform
-    ]
+    names = (
+        [platform]
+        if platform in env.packages
+        else [p for p in env.packages if data.platform(p) is not None and data.platform(p).subdir == platform]
+    )
     if len(names) != 1:
         return []
     return [e for e in data.environment_packages(environment, names[0]) or [] if "pypi" in e]
@@ -507,7 +519,11 @@ def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Pat
             str(requirements),
         ]
         completed = subprocess.run(
-            command, env=_uv_environment(None, PlatformSpec("linux-64", "linux-64")), capture_output=True, text=True, check=False
+            command,
+            env=_uv_environment(None, PlatformSpec("linux-64", "linux-64")),
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if completed.returncode != 0:
         details = " ".join((completed.stderr or completed.stdout).strip().splitlines()[:4])

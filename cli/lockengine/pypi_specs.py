@@ -85,7 +85,9 @@ def parse_pypi_dependency(name: str, value: Any) -> PypiDependency:
         raise ValueError("extras must be a list of names")
     common: dict[str, Any] = {"extras": tuple(extras), "marker": value.get("env-markers")}
     if "path" in value:
-        return PypiDependency(name, PATH, path=str(value["path"]), editable=bool(value.get("editable", False)), **common)
+        return PypiDependency(
+            name, PATH, path=str(value["path"]), editable=bool(value.get("editable", False)), **common
+        )
     if "url" in value:
         return PypiDependency(name, URL, url=str(value["url"]), subdirectory=value.get("subdirectory"), **common)
     if "git" in value:

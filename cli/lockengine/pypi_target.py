@@ -43,7 +43,11 @@ LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): 
 def marker_environment(platform: PlatformSpec, python_version: str) -> dict[str, str] | None:
     """pixi's `determine_marker_environment`; None where pixi cannot tell (not linux, osx or windows)."""
     family = platform.subdir.split("-")[0]
-    systems = {"linux": ("linux", "Linux", "posix"), "osx": ("darwin", "Darwin", "posix"), "win": ("win32", "Windows", "nt")}
+    systems = {
+        "linux": ("linux", "Linux", "posix"),
+        "osx": ("darwin", "Darwin", "posix"),
+        "win": ("win32", "Windows", "nt"),
+    }
     if family not in systems:
         return None
     sys_platform, platform_system, os_name = systems[family]
@@ -118,7 +122,9 @@ def wheel_is_compatible(file_name: str, supported: set[str]) -> bool:
     if len(parts) < 5:
         return True  # not a wheel name this check can read: not held against the lock
     python, abi, plat = parts[-3], parts[-2], parts[-1]
-    return any(f"{p}-{a}-{pl}" in supported for p in python.split(".") for a in abi.split(".") for pl in plat.split("."))
+    return any(
+        f"{p}-{a}-{pl}" in supported for p in python.split(".") for a in abi.split(".") for pl in plat.split(".")
+    )
 
 
 def file_name_of(location: str) -> str:
@@ -136,7 +142,7 @@ class CondaPypiPackage:
 
 
 def pypi_names_of_purls(purls: Iterable[str]) -> list[str]:
-    names = []
+    names: list[str] = []
     for purl in purls:
         if not purl.startswith("pkg:pypi/"):
             continue

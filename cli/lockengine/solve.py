@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 STRATEGIES = {"highest": "highest", "lowest-version": "lowest", "lowest-version-direct": "lowest-direct"}
 
 
-def match_specs(specs: dict[str, CondaSpec], manifest: Path) -> list[MatchSpec]:
+def match_specs(specs: dict[str, CondaSpec] | list[tuple[str, CondaSpec]], manifest: Path) -> list[MatchSpec]:
     result = []
-    for name, spec in sorted(specs.items()):
+    pairs = specs.items() if isinstance(specs, dict) else specs
+    for name, spec in sorted(pairs, key=lambda pair: (pair[0], pair[1].match_spec(pair[0]))):
         text = spec.match_spec(name)
         try:
             result.append(MatchSpec(text.strip(), strict=False))
@@ -66,7 +67,7 @@ def solve_platform(
     sources: list[ChannelSource],
     locked: list[RepoDataRecord] | None = None,
     cache_dir: Path | None = None,
-    specs_text: dict[str, CondaSpec] | None = None,
+    specs_text: dict[str, CondaSpec] | list[tuple[str, CondaSpec]] | None = None,
 ) -> list[RepoDataRecord]:
     """`specs_text` replaces the environment's own specs (a solve group solves the union of its members')."""
     wanted = specs_text if specs_text is not None else environment.specs_by_platform.get(platform.name, {})

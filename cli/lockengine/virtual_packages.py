@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rattler import GenericVirtualPackage
 
 DEFAULT_LINUX = "4.18"
 DEFAULT_GLIBC = "2.28"
@@ -138,7 +142,7 @@ def _versions_equal(a: str, b: str) -> bool:
         return False
 
 
-def solver_virtual_packages(packages: tuple[VirtualPackage, ...]) -> list[object]:
+def solver_virtual_packages(packages: tuple[VirtualPackage, ...]) -> list[GenericVirtualPackage]:
     """The virtual packages a solve assumes, as py-rattler's GenericVirtualPackage."""
     from rattler import BuildString, GenericVirtualPackage, PackageName, Version
 
@@ -146,5 +150,7 @@ def solver_virtual_packages(packages: tuple[VirtualPackage, ...]) -> list[object
     for package in packages:
         # detected archspec is version 1 (rattler's From<Archspec>); pixi records the declared 0
         version = "1" if package.name == "__archspec" else package.version
-        result.append(GenericVirtualPackage(PackageName(package.name), Version(version), BuildString(package.build or "0")))
+        result.append(
+            GenericVirtualPackage(PackageName(package.name), Version(version), BuildString(package.build or "0"))
+        )
     return result

@@ -49,7 +49,9 @@ def test_new_dependency_in_pixi_toml_makes_the_lock_stale(
         ("lock-mismatch", "pixi.lock: pytorch [linux-64-cuda-12]"),
         ("lock-mismatch", "pixi.lock: tensorflow [linux-64-cuda-12]"),
     ]
-    assert "the requirement 'pytest >=8' could not be satisfied (required by '<environment>')" in details(outcome.stdout)
+    assert "the requirement 'pytest >=8' could not be satisfied (required by '<environment>')" in details(
+        outcome.stdout
+    )
 
 
 def test_tighter_spec_in_pixi_toml_makes_the_lock_stale(

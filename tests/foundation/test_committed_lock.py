@@ -41,7 +41,11 @@ def test_committed_lock_is_fresh() -> None:
 def test_committed_lock_holds_every_environment_on_every_platform() -> None:
     workspace = load_workspace(REPO_ROOT)
     data = read_lock_data(REPO_ROOT / "pixi.lock")
-    assert sorted(data.environments) == sorted(workspace.environment_names()) == ["default", "dev", "pytorch", "tensorflow"]
+    assert (
+        sorted(data.environments)
+        == sorted(workspace.environment_names())
+        == ["default", "dev", "pytorch", "tensorflow"]
+    )
     subdirs = {p.name: p.subdir for p in data.platforms}
     for name in workspace.environment_names():
         expected = sorted(p.subdir for p in workspace.resolve(name).platforms)
@@ -61,7 +65,14 @@ def test_flavors_are_re_solved_from_scratch_to_the_same_bytes(repository_copy: P
     """No locked versions as preferences: the subset alone gives the committed flavors."""
     before = (repository_copy / "pixi.lock").read_bytes()
     result = run_cli(
-        "lock", "-e", "pytorch", "-e", "tensorflow", "--update", "--mirror", f"conda-forge={SUBSET.as_uri()}",
+        "lock",
+        "-e",
+        "pytorch",
+        "-e",
+        "tensorflow",
+        "--update",
+        "--mirror",
+        f"conda-forge={SUBSET.as_uri()}",
         cwd=repository_copy,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -17,14 +17,18 @@ import pytest
 from rattler import LockFile
 
 from cli.errors import UserError
+from cli.lockengine.freshness import lock_mismatches
 from cli.lockengine.lockfile import read_lock_data
 from cli.lockengine.manifest import load_workspace
-from cli.lockengine.freshness import lock_mismatches
 from tests.support.cli import REPO_ROOT
 
 DATA = REPO_ROOT / "tests" / "data"
 LOCKS = DATA / "locks"
-PIXI_WRITTEN_V7 = ["pixi-multi-machine.v7.pixi.lock", "pixi-repository.v7.pixi.lock", "pixi-build-recursive.v7.pixi.lock"]
+PIXI_WRITTEN_V7 = [
+    "pixi-multi-machine.v7.pixi.lock",
+    "pixi-repository.v7.pixi.lock",
+    "pixi-build-recursive.v7.pixi.lock",
+]
 PIXI_WRITTEN_OLDER = [
     "pytorch-gpu-pixi-example.v6.pixi.lock",
     "pixi-pypi-example.v6.pixi.lock",
@@ -32,7 +36,11 @@ PIXI_WRITTEN_OLDER = [
 ]
 EVERY_LOCK = sorted(
     str(p.relative_to(DATA))
-    for p in [*LOCKS.rglob("*.lock"), *(LOCKS / "rattler" / "v7").glob("*.yml"), *DATA.glob("pixi-fixtures/*/*/pixi.lock")]
+    for p in [
+        *LOCKS.rglob("*.lock"),
+        *(LOCKS / "rattler" / "v7").glob("*.yml"),
+        *DATA.glob("pixi-fixtures/*/*/pixi.lock"),
+    ]
 )
 # Where py-rattler 0.28 is not the reference: it cannot read a relative `file:` requirement (rattler_lock
 # reads it since), and it drops a PyPI hash written as a bare run of digits (YAML reads it as a number).

@@ -31,7 +31,12 @@ OUT_OF_SCOPE = {
 }
 CASES = sorted(f"{kind.name}/{case.name}" for kind in FIXTURES.iterdir() if kind.is_dir() for case in kind.iterdir())
 # no network at all: any connection attempt goes to a closed local port
-OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "all_proxy": "http://127.0.0.1:9", "NO_PROXY": ""}
+OFFLINE = {
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "all_proxy": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+}
 
 
 def _copy(case: str, tmp_path: Path) -> Path:
@@ -73,7 +78,7 @@ def test_lock_check_gives_pixis_verdict(case: str, tmp_path: Path, monkeypatch: 
         ("non-satisfiability/mismatch-exclude-newer", "newer than the environment's exclude-newer cutoff 2025-11-04"),
         ("non-satisfiability/changed-platform-subdir", "uses subdir 'linux-aarch64'"),
         ("non-satisfiability/mismatch-channel-priority", "different channel priority (strict)"),
-        ("non-satisfiability/conditional-dependency-not-locked", "gpu-package *[when=\"__cuda>=12\"]"),
+        ("non-satisfiability/conditional-dependency-not-locked", 'gpu-package *[when="__cuda>=12"]'),
         ("non-satisfiability/missing-pypi-extra", "ipython>=7.8.0"),
         ("non-satisfiability/pypi-index-added", "requires index https://custom.example.com/simple"),
     ],
@@ -89,7 +94,9 @@ def test_the_real_command_offline(tmp_path: Path) -> None:
     """`python -m cli lock --check` in a subprocess with every connection refused: a PyPI fixture and a stale one."""
     fresh = run_cli("lock", "--check", cwd=_copy("satisfiability/pypi-extras", tmp_path), env=OFFLINE)
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-    stale = run_cli("lock", "--check", "--json", cwd=_copy("non-satisfiability/solve-groups-pypi", tmp_path), env=OFFLINE)
+    stale = run_cli(
+        "lock", "--check", "--json", cwd=_copy("non-satisfiability/solve-groups-pypi", tmp_path), env=OFFLINE
+    )
     assert stale.returncode == 1
     assert '"verdict": "stale"' in stale.stdout
     cannot = run_cli("lock", "--check", cwd=_copy("satisfiability/old_lock_file", tmp_path), env=OFFLINE)

@@ -100,7 +100,7 @@ def test_relock_is_byte_identical_and_check_follows_pypi_changes(pypi_workspace:
     for edited in (
         original.replace('basepkg = "==1.0"', 'basepkg = "==2.0"'),  # a version
         original.replace('extras = ["fast"]', "extras = []"),  # an extra: fastlib left over
-        original.replace('usesnumpy = "*"', "usesnumpy = { version = \"*\", env-markers = \"sys_platform == 'win32'\" }"),
+        original.replace('usesnumpy = "*"', 'usesnumpy = { version = "*", env-markers = "sys_platform == \'win32\'" }'),
         original.replace('needsbase = "*"\n', ""),  # a removed dependency
         original.replace("[pypi-options]\n", '[pypi-options]\nprerelease-mode = "allow"\n'),  # pre-release mode
         original.replace('index-url = "', 'extra-index-urls = ["https://example.org/simple"]\nindex-url = "'),  # index
