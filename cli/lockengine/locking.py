@@ -497,7 +497,8 @@ def lock_workspace(workspace: Workspace, request: LockRequest) -> LockResult:
     """Solve what the request asks for, keep the rest of the existing lock, and render the result."""
     _validate_request(workspace, request)
     previous = _previous(workspace)
-    mapping = _project_mapping(workspace)
+    with_pypi = any(workspace.resolve(n).pypi_dependencies for n in workspace.environment_names())
+    mapping = _project_mapping(workspace) if with_pypi else {}
     names = [
         n
         for n in workspace.environment_names()

@@ -81,15 +81,20 @@ def test_our_writer_agrees_with_rattler_lock(name: str, tmp_path: Path) -> None:
     assert read_lock_data(path).render() == rattler_bytes(path, tmp_path)
 
 
-def test_the_pixi_written_lock_with_its_manifest_is_fresh(tmp_path: Path) -> None:
-    """The v6 lock of a real GPU project, with its pixi.toml: our check agrees with pixi that it is fresh."""
+@pytest.mark.parametrize(
+    "project",
+    [
+        "pytorch-gpu-pixi-example.v6",  # a real GPU project
+        "pixi-multi-machine.v7",  # named platforms with CUDA and macOS, written as p1..p3
+        "pixi-pypi-example.v6",  # 148 PyPI packages, sdists, [system-requirements] migrated into platforms
+    ],
+)
+def test_pixi_written_locks_with_their_manifests_are_fresh(project: str, tmp_path: Path) -> None:
+    """Our check agrees with pixi, which committed these locks, that they satisfy their pixi.toml."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    shutil.copy(LOCKS / "pytorch-gpu-pixi-example.pixi.toml", workspace / "pixi.toml")
-    shutil.copy(LOCKS / "pytorch-gpu-pixi-example.v6.pixi.lock", workspace / "pixi.lock")
-    assert lock_mismatches(load_workspace(workspace)) == []
-    shutil.copy(LOCKS / "pixi-multi-machine.pixi.toml", workspace / "pixi.toml")
-    shutil.copy(LOCKS / "pixi-multi-machine.v7.pixi.lock", workspace / "pixi.lock")
+    shutil.copy(LOCKS / f"{project.rsplit('.', 1)[0]}.pixi.toml", workspace / "pixi.toml")
+    shutil.copy(LOCKS / f"{project}.pixi.lock", workspace / "pixi.lock")
     assert lock_mismatches(load_workspace(workspace)) == []
 
 
