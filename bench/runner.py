@@ -85,6 +85,7 @@ class Bench:
             }
         )
         self.cold_runs = 0
+        self.runs = 0
 
     def setup(self) -> None:
         build_wheel(self.wheels, FakeWheel("benchbase", "1.0"))
@@ -110,10 +111,11 @@ class Bench:
             sys.exit(f"bench: {' '.join(command)} failed:\n{result.stdout}{result.stderr}")
 
     def runner(self, job: str, cache: Path, flags: tuple[str, ...] = ()) -> None:
+        self.runs += 1  # a fresh output folder each run, as oSPARC gives (the runner refuses a used one)
         env = {
             **self.env,
             "INPUT_FOLDER": str(self.root / job / "input"),
-            "OUTPUT_FOLDER": str(self.root / job / "output"),
+            "OUTPUT_FOLDER": str(self.root / job / f"output-{self.runs}"),
             "RUNNER_CACHE_DIR": str(cache),
         }
         self.quiet([str(self.python), *flags, "-m", "runner"], env=env, cwd=REPO)

@@ -171,6 +171,7 @@ def run_job(job: Job, runner_env: dict[str, str], base_env: BaseEnv) -> RunJob:
 
     def run(*args: str, env: dict[str, str] | None = None, python: Path | None = None, timeout: float = 120):
         full = {**runner_env, "INPUT_FOLDER": str(job.input_folder), "OUTPUT_FOLDER": str(job.output_folder)}
+        full["RUNNER_CLEAN_OUTPUTS"] = "1"  # tests run a job again into the same folder; a used one is refused
         full.update(env or {})
         return subprocess.run(
             runner_command(python or base_env.python, *args),
@@ -185,9 +186,9 @@ def run_job(job: Job, runner_env: dict[str, str], base_env: BaseEnv) -> RunJob:
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The runner's reason: the last line of stderr, which must be its only `runner: error:` line."""
+    """The runner's reason: the last line of stderr, which must be its only `error: runner:` line."""
     lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("runner: error:")]
+    errors = [line for line in lines if line.startswith("error: runner:")]
     assert len(errors) == 1, result.stderr
     assert lines[-1] == errors[0], result.stderr
     return errors[0]

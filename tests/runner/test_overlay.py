@@ -133,7 +133,7 @@ def test_override_policy_shadows_the_base_with_a_warning(job: Job, run_job: RunJ
     result = run_job(env={"RUNNER_OVERLAY_POLICY": "override"})
     assert result.returncode == 0, result.stderr
     assert (
-        "runner: warning: RUNNER_OVERLAY_POLICY=override: 'basepkg==2.0' will shadow the base's basepkg 1.0"
+        "warning: runner: RUNNER_OVERLAY_POLICY=override: 'basepkg==2.0' will shadow the base's basepkg 1.0"
         in result.stderr
     )
     assert report(job)["basepkg"] == "2.0"
@@ -292,7 +292,7 @@ def test_a_package_that_does_not_exist(job: Job, run_job: RunJob, cache_dir: Pat
     result = run_job()
     assert result.returncode == 3
     line = error_line(result)
-    assert line.startswith("runner: error: cannot resolve requirements.txt:")
+    assert line.startswith("error: runner: cannot resolve requirements.txt:")
     assert "no-such-package-anywhere" in line and "UV_INDEX_URL" in line
     assert "script ran" not in result.stdout
     assert overlays(cache_dir) == []
