@@ -274,6 +274,21 @@ def _project_mapping(workspace: Workspace) -> dict[str, dict[str, str | None]]:
     return mapping
 
 
+class _LazyMapping(dict[str, dict[str, str | None]]):
+    """The project's conda-pypi-map, read the first time a solve with PyPI dependencies needs it."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.loaded = False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not self.loaded:
+            self.update(_project_mapping(self.workspace))
+            self.loaded = True
+        return super().get(key, default)
+
+
 def purls_for(record: RepoDataRecord, mapping: dict[str, dict[str, str | None]]) -> list[str]:
     """The PyPI packages a conda package installs, offline: the project's mapping, else a Python package's own name."""
     name = record.name.normalized
@@ -497,8 +512,7 @@ def lock_workspace(workspace: Workspace, request: LockRequest) -> LockResult:
     """Solve what the request asks for, keep the rest of the existing lock, and render the result."""
     _validate_request(workspace, request)
     previous = _previous(workspace)
-    with_pypi = any(workspace.resolve(n).pypi_dependencies for n in workspace.environment_names())
-    mapping = _project_mapping(workspace) if with_pypi else {}
+    mapping = _LazyMapping(workspace)
     names = [
         n
         for n in workspace.environment_names()
