@@ -4,9 +4,9 @@ Each process uses py-rattler (or rattler-build) and then exits; the crash, when 
 at interpreter finalization (see cli/process_exit.py for the cause). Three CLI invocations take
 turns, all offline:
 
-- solve:   `lock --check` of the committed flavors on the conda-forge subset (a real solve);
-- refused: `lock --check` with a mirror on a closed local port (the fetch fails at once and the
-           process exits straight after the error, where the abort was first seen);
+- solve:   `lock --update` of the committed flavors on the conda-forge subset (a real solve);
+- refused: the same with a mirror on a closed local port (the fetch fails at once and the
+           process exits straight after the error, where the abort was seen most);
 - install: `install pytorch` of a small fixture workspace into a fresh prefix;
 
 and fixture builds run `python -m tests.support.channel` (rattler-build assembles the packages,
@@ -85,7 +85,7 @@ def fixture_command(unprotected: bool, channel: Path) -> list[str]:
 
 
 def committed_workspace(target: Path) -> Path:
-    target.mkdir()
+    target.mkdir(parents=True)
     for name in ("pixi.toml", "pixi.lock"):
         shutil.copy(ROOT / name, target / name)
     shutil.copytree(ROOT / "flavors", target / "flavors")
@@ -113,19 +113,20 @@ def child_env() -> dict[str, str]:
 
 
 def cli_jobs(count: int, folder: Path, unprotected: bool) -> list[Job]:
-    """COUNT CLI invocations, the three kinds taking turns."""
-    committed = committed_workspace(folder / "committed-ws")
+    """COUNT CLI invocations, the three kinds taking turns; each solve writes its own workspace copy."""
     fixture = fixture_workspace(folder)
-    check = ["lock", "--check", "-e", "pytorch", "-e", "tensorflow", "--mirror"]
+    lock = ["lock", "--update", "-e", "pytorch", "-e", "tensorflow", "--mirror"]
     subset = f"conda-forge={SUBSET.as_uri()}"
     refused = f"conda-forge=http://127.0.0.1:{closed_port()}/conda-forge"
     kinds = itertools.cycle(["solve", "refused", "install"])
     jobs = []
     for i, kind in zip(range(count), kinds, strict=False):
         if kind == "solve":
-            jobs.append(Job("cli solve", cli_command(unprotected, *check, subset), committed, 0))
+            workspace = committed_workspace(folder / "workspaces" / str(i))
+            jobs.append(Job("cli solve", cli_command(unprotected, *lock, subset), workspace, 0))
         elif kind == "refused":
-            jobs.append(Job("cli refused", cli_command(unprotected, *check, refused), committed, 2))
+            workspace = committed_workspace(folder / "workspaces" / str(i))
+            jobs.append(Job("cli refused", cli_command(unprotected, *lock, refused), workspace, 2))
         else:
             prefix = str(folder / "prefixes" / str(i))
             install = ["install", "pytorch", "--prefix", prefix, "--platform", "linux-64"]

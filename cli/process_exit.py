@@ -5,9 +5,10 @@ thread that enters Python through a PyO3 guard (PyGILState_Ensure) and calls the
 call_soon_threadsafe, which lets go of the GIL while it writes to the loop's wake-up socket. The
 main thread can then take the GIL, get its result and exit before that thread has left Python.
 From the moment Py_FinalizeEx starts, CPython 3.11 to 3.13 end any other thread that asks for the
-GIL with pthread_exit; the unwinding runs the PyO3 guard's destructor, PyGILState_Release on a
-thread state that is no longer current, which is a fatal error: "Fatal Python error:
-PyGILState_Release: thread state … must be current when releasing", SIGABRT, exit 134.
+GIL with pthread_exit, and the unwinding runs PyO3's destructors without the GIL: the guard's
+PyGILState_Release on a thread state that is no longer current is a fatal error ("Fatal Python
+error: PyGILState_Release: thread state … must be current when releasing", SIGABRT, exit 134);
+an object released while the main thread's final garbage collection runs is a SIGSEGV.
 
 Finalization is the only step that forces threads out this way. A process that ends with
 os._exit, after Python's own exit sequence (non-daemon threads joined, atexit handlers run) but
