@@ -56,15 +56,18 @@ class FinalExit:
 
 
 def run_then_exit(main: Callable[[], object]) -> NoReturn:
-    """Run MAIN as the process's main, then exit with its status right before interpreter finalization."""
+    """Run MAIN as the process's main, then exit right before interpreter finalization.
+
+    The status is what `sys.exit(main())` would give: MAIN's int result, or its SystemExit's.
+    """
     final_exit = FinalExit()
     try:
-        main()
+        result = main()
     except SystemExit as done:
         final_exit.status = FinalExit.status_of(done)
         raise
     except KeyboardInterrupt:
         final_exit.status = 130  # what a shell reports for Ctrl-C
         raise
-    final_exit.status = 0
-    sys.exit(0)
+    final_exit.status = FinalExit.status_of(SystemExit(result))
+    sys.exit(final_exit.status)

@@ -46,7 +46,14 @@ def run_program(ending: str, folder: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("ending", "status"),
-    [("return None", 0), ("sys.exit(0)", 0), ("sys.exit(3)", 3), ("sys.exit('bad input')", 1), ("1 / 0", 1)],
+    [
+        ("return None", 0),
+        ("return 4", 4),
+        ("sys.exit(0)", 0),
+        ("sys.exit(3)", 3),
+        ("sys.exit('bad input')", 1),
+        ("1 / 0", 1),
+    ],
 )
 def test_exit_status_output_and_atexit_handlers_survive(tmp_path: Path, ending: str, status: int) -> None:
     done = run_program(ending, tmp_path)
