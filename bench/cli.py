@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,10 +49,17 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def time_process(command: list[str], cwd: Path) -> tuple[float, int]:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_process(command: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Wall and CPU (user + system, all threads) seconds of one run, and its exit status."""
+    cpu = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=child_env(), capture_output=True, check=False)
-    return time.perf_counter() - start, done.returncode
+    return time.perf_counter() - start, children_cpu() - cpu, done.returncode
 
 
 def in_process_times(args: list[str], cwd: Path, repeat: int) -> list[float]:
@@ -97,11 +105,12 @@ def import_breakdown(args: list[str], cwd: Path) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda item: -item[1])
 
 
-def row(label: str, times: list[float], goal: float | None = None) -> str:
+def row(label: str, times: list[float], cpu: list[float] | None = None, goal: float | None = None) -> str:
     median = statistics.median(times)
     verdict = "" if goal is None else (" ✓" if median < goal else " ✗")
     goal_text = "" if goal is None else f"< {goal:.1f}"
-    return f"| {label} | {median:.3f}{verdict} | {min(times):.3f} | {max(times):.3f} | {goal_text} |"
+    cpu_text = f"{statistics.median(cpu):.3f}" if cpu else ""
+    return f"| {label} | {median:.3f}{verdict} | {min(times):.3f} | {max(times):.3f} | {cpu_text} | {goal_text} |"
 
 
 def main() -> int:
@@ -120,11 +129,14 @@ def main() -> int:
             "`python -m cli lock --check` solving both flavors on the subset": [python, "-m", "cli", *SOLVE_ARGS],
         }
         times: dict[str, list[float]] = {label: [] for label in commands}
+        cpu: dict[str, list[float]] = {label: [] for label in commands}
         statuses: dict[str, set[int]] = {label: set() for label in commands}
+        load_before = os.getloadavg()[0]
         for _ in range(args.repeat):
             for label, command in commands.items():
-                seconds, status = time_process(command, workspace)
+                seconds, cpu_seconds, status = time_process(command, workspace)
                 times[label].append(seconds)
+                cpu[label].append(cpu_seconds)
                 statuses[label].add(status)
         in_check = in_process_times(["lock", "--check"], workspace, args.repeat)
         in_solve = in_process_times(SOLVE_ARGS, workspace, args.repeat)
@@ -137,14 +149,15 @@ def main() -> int:
             else {}
         )
 
-    print(f"{args.repeat} runs each, interleaved; seconds\n")
-    print("| what | median | min | max | goal |")
-    print("|---|---:|---:|---:|---|")
+    print(f"{args.repeat} runs each, interleaved; seconds; 1-minute load average {load_before:.1f} at the start")
+    print("(wall time on a busy machine includes waiting for a CPU; the CPU column does not)\n")
+    print("| what | median | min | max | CPU median | goal |")
+    print("|---|---:|---:|---:|---:|---|")
     for label in commands:
         goal = next((g for key, g in GOALS.items() if label.startswith(f"`python -m cli {key}`")), None)
         if "solving" in label:
             goal = None
-        print(row(label, times[label], goal))
+        print(row(label, times[label], cpu[label], goal))
     print(row("in process: `lock --check` (committed workspace), imports done", in_check))
     print(row("in process: `lock --check` solving both flavors, imports done", in_solve))
     for label, seen in statuses.items():
