@@ -34,10 +34,11 @@ GOALS = {"--help": 0.3, "lock --check": 1.0}
 
 
 def committed_workspace(target: Path) -> Path:
-    """A copy of the committed workspace: pixi.toml, pixi.lock, flavors/ and envs/ as they are in git."""
-    target.mkdir()
-    for name in ("pixi.toml", "pixi.lock"):
-        shutil.copy(ROOT / name, target / name)
+    """A copy of the committed workspace: the files at its top (pixi.toml, pixi.lock, …), flavors/ and envs/."""
+    target.mkdir(parents=True)
+    for path in ROOT.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy(path, target / path.name)
     for folder in ("flavors", "envs"):
         shutil.copytree(ROOT / folder, target / folder)
     return target

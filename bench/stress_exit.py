@@ -85,10 +85,13 @@ def fixture_command(unprotected: bool, channel: Path) -> list[str]:
 
 
 def committed_workspace(target: Path) -> Path:
+    """A copy of the committed workspace: the files at its top (pixi.toml, pixi.lock, …), flavors/ and envs/."""
     target.mkdir(parents=True)
-    for name in ("pixi.toml", "pixi.lock"):
-        shutil.copy(ROOT / name, target / name)
-    shutil.copytree(ROOT / "flavors", target / "flavors")
+    for path in ROOT.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy(path, target / path.name)
+    for folder in ("flavors", "envs"):
+        shutil.copytree(ROOT / folder, target / folder)
     return target
 
 
