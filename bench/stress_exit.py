@@ -12,7 +12,7 @@ turns, all offline:
 and fixture builds run `python -m tests.support.channel` (rattler-build assembles the packages,
 py-rattler indexes the channel).
 
-    python bench/stress_exit.py [--cli 300] [--fixtures 60] [--jobs 2]
+    python bench/stress_exit.py [--cli 300] [--fixtures 100] [--jobs 2]
     python bench/stress_exit.py --unprotected   # the same work ending with a normal interpreter exit
 
 `--unprotected` runs the same code through a plain `python -c` that calls cli.app.main() or
@@ -181,7 +181,7 @@ def report(outcomes: list[Outcome], unprotected: bool) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cli", type=int, default=300, help="CLI invocations (default 300)")
-    parser.add_argument("--fixtures", type=int, default=60, help="fixture channel builds (default 60)")
+    parser.add_argument("--fixtures", type=int, default=100, help="fixture channel builds (default 100)")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time (default 2)")
     parser.add_argument("--unprotected", action="store_true", help="end each process with a normal interpreter exit")
     args = parser.parse_args()
