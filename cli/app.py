@@ -35,7 +35,7 @@ COMMANDS = (
     CommandEntry(
         "export",
         "cli.commands.export",
-        "Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<platform>.explicit from pixi.lock.",
+        "Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<subdir>.explicit from pixi.lock.",
     ),
     CommandEntry(
         "install",

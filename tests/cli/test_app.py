@@ -59,9 +59,10 @@ def test_lock_check_imports_neither_export_nor_audit_libraries(locked_workspace:
 
 
 def test_verbose_is_accepted_before_and_after_the_command(locked_workspace: Path) -> None:
-    quiet = run_cli("lock", "--check", cwd=locked_workspace)
-    before = run_cli("-v", "lock", "--check", cwd=locked_workspace)
-    after = run_cli("lock", "--check", "-v", cwd=locked_workspace)
+    """`lock --update` solves, and a solve logs at INFO what it solves."""
+    quiet = run_cli("lock", "--update", cwd=locked_workspace)
+    before = run_cli("-v", "lock", "--update", cwd=locked_workspace)
+    after = run_cli("lock", "--update", "-v", cwd=locked_workspace)
     assert quiet.returncode == before.returncode == after.returncode == 0, quiet.stderr + after.stderr
     assert "INFO" not in quiet.stderr
     assert "INFO" in before.stderr
