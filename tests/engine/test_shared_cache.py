@@ -124,9 +124,7 @@ def wheels(tmp_path: Path) -> Path:
     return folder
 
 
-def run_job(
-    podman: Podman, image: str, job: Job, name: str, volume: str, wheels: Path, script: str
-) -> Run:
+def run_job(podman: Podman, image: str, job: Job, name: str, volume: str, wheels: Path, script: str) -> Run:
     job.stage({"main.py": script, "requirements.txt": "onlyhere==0.3\n"})
     backend = Backend(podman, image, settings_env={"UV_FIND_LINKS": "/wheels", "UV_OFFLINE": "1"})
     run = backend.run(job, name, binds=[(volume, RUNNER_CACHE_DIR), (wheels, "/wheels:ro")])
