@@ -160,8 +160,13 @@ def build_oci_image(
     cache_dir: Path | None = None,
     compression: Compression = Compression.zstd,
     uv: Path | None = None,
+    verify_files: bool = True,
 ) -> OciBuildResult:
-    """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar."""
+    """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar.
+
+    `verify_files=False` packs package files without checking them against paths.json: only
+    for `bench/oci.py` to measure what the check costs.
+    """
     started = time.perf_counter()
     flavor = get_flavor(workspace, flavor_name)
     spec = FlavorSpec.load(workspace, flavor)
@@ -208,7 +213,7 @@ def build_oci_image(
         )
         staged = stage_environment(workspace, flavor.name, work / "stage", cache)
         every_flavor = flavor_records(workspace, [f.name for f in discover_flavors(workspace)])
-        for layer in environment_layers(workspace, staged, every_flavor, epoch):
+        for layer in environment_layers(workspace, staged, every_flavor, epoch, verify=verify_files):
             add(layer.role, layer.entries, layer.mtime, layer.description, layer.label, layer.packages)
         environment_size = staged.disk_size()
         remove_tree(staged.stage)
