@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 from rattler import RepoDataRecord
 
-from cli.lockengine.manifest import load_workspace
 from cli.lockengine.lockfile import locked_records
+from cli.lockengine.manifest import load_workspace
 from cli.oci import OciBuildResult, build_oci_image
 from cli.oci.layer_plan import LARGE_BYTES, bucket_of, plan_layers, shared_identities
 from tests.oci.conftest import make_rootfs, prepare_workspace, write_extra_packages
