@@ -73,12 +73,20 @@ def build_images(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="--engine oci: the OCI image layout tar to write.")
     ] = None,
+    compression: Annotated[
+        str,
+        typer.Option(
+            "--compression",
+            metavar="zstd|gzip|none",
+            help="--engine oci: layer compression; gzip for engines older than Docker 23 or containerd 1.5.",
+        ),
+    ] = "zstd",
     as_json: JsonOption = False,
 ) -> None:
     """Build the common image, then the flavor(s); refuses while pixi.lock, the exports or generated files are stale."""
     workspace = workspace_from(manifest_path)
     if engine is Engine.oci:
-        build_oci(workspace, target, base, output, as_json)
+        build_oci(workspace, target, base, output, compression, as_json)
         return
     registry = check_registry(push)
     specs = select_flavors(workspace, target)
@@ -116,15 +124,23 @@ def build_images(
         typer.echo(f"log: {log_path}")
 
 
-def build_oci(workspace: Workspace, target: str, base: Path | None, output: Path | None, as_json: bool) -> None:
+def build_oci(
+    workspace: Workspace, target: str, base: Path | None, output: Path | None, compression: str, as_json: bool
+) -> None:
     """The daemonless engine: one flavor's image assembled from the lock, byte-reproducible."""
-    from cli.oci import build_oci_image
+    from cli.oci import Compression, build_oci_image
+
+    choices = [c.value for c in Compression]
+    if compression not in choices:
+        raise UserError(f"--compression {compression!r} is not known", fix=f"use one of {', '.join(choices)}")
 
     if target in (naming.COMMON, naming.ALL):
         raise UserError(f"--engine oci builds one flavor image, not '{target}'", fix="name a flavor, e.g. pytorch")
     if base is None or output is None:
         raise UserError("--engine oci needs --base BASE.tar and -o IMAGE.tar", fix="give both options")
-    result = build_oci_image(workspace, get_flavor(workspace, target).name, base, output)
+    result = build_oci_image(
+        workspace, get_flavor(workspace, target).name, base, output, compression=Compression(compression)
+    )
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
     else:
