@@ -217,7 +217,7 @@ def _replace_text(path: Path, text: str) -> None:
 def repair_hint(cache: Path) -> str:
     command = "python -m cli cache verify --repair"
     if cache != default_cache_dir():
-        command = f"RATTLER_CACHE_DIR={cache} {command}"
+        command = f"{command} --cache-dir {cache}"
     return f"repair the package cache with `{command}`, then build again"
 
 

@@ -38,7 +38,7 @@ def test_a_damaged_cache_file_stops_its_layer_with_one_line(oci_workspace: Path,
     assert "\n" not in line
     assert line.startswith("/opt/conda/envs/flavor/share/cudnn/README.txt: is not the file of package cudnn-9.1.0-h1_0")
     assert "package cache entry is damaged" in line
-    assert f"RATTLER_CACHE_DIR={tmp_path / 'cache'} python -m cli cache verify --repair" in line
+    assert f"python -m cli cache verify --repair --cache-dir {tmp_path / 'cache'}" in line
     assert not list(out.iterdir())  # no half-written layer is left
     # The other layers pack: only the damaged package's layer is refused.
     write_layer(_layer_of(layers, "pytorch").entries, out, 0, Compression.zstd)
