@@ -3,17 +3,19 @@
 `--realistic`: both flavors of the committed pixi.lock at real size, on a synthetic channel
 (`bench/realistic_channel.py`: one package per locked record, same name, version and build,
 payload shaped like conda-forge's CUDA and ML packages). Reported per flavor: build time
-with a cold and a warm package cache (and warm without the paths.json check, to show what
-the check costs), layer sizes, bytes shared with the other flavor, bytes a registry sends
-for the second flavor after the first, and bytes changed when one small package (numpy)
-and when the framework itself (pytorch + libtorch, tensorflow + tensorflow-base) are
-relocked to another build. Every figure is measured; sizes the lock lacks are estimated and
-listed. Disk: about 30 GB at the peak, removed at the end (`--keep` keeps the channel).
+with a cold and a warm package cache (warm: layers made before are reused; and warm with
+every layer packed again, with and without the paths.json check, to show what packing and
+the check cost), CPU seconds and the load average (the machine is shared), layer sizes,
+bytes shared with the other flavor, bytes a registry sends for the second flavor after the
+first, and bytes changed when one small package (numpy) and when the framework itself
+(pytorch + libtorch, tensorflow + tensorflow-base) are relocked to another build. Every
+figure is measured; sizes the lock lacks are estimated and listed. Disk: about 30 GB at the
+peak, removed at the end (`--keep` keeps the channel).
 
     python bench/oci.py --realistic [--scale 1.0] [--work DIR] [--keep] [--compression zstd|gzip]
 
-Without `--realistic`: the test fixture's workspace (pytorch + tensorflow on a local channel, nothing from
-the internet), with one extra package in the flavor holding PAYLOAD MB of files (half
+Without `--realistic`: the test fixture's workspace (pytorch + tensorflow on a local
+channel, nothing from the internet), with one extra package in the flavor holding PAYLOAD MB of files (half
 random bytes, half text, like binaries and Python sources) so that packing and compression
 have something to chew on. The committed pixi.lock points at conda-forge, which is not
 reachable offline, so it is not used here.

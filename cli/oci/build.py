@@ -29,6 +29,7 @@ from cli.lockengine.manifest import Workspace
 from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
 from cli.oci.environment import environment_layers, flavor_records, stage_environment
+from cli.oci.layer_cache import LayerCache
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
 from cli.oci.service import image_env, image_labels, iso_time, service_entries
 from cli.oci.tarball import Compression, Entry, write_layer
@@ -161,11 +162,14 @@ def build_oci_image(
     compression: Compression = Compression.zstd,
     uv: Path | None = None,
     verify_files: bool = True,
+    reuse_layers: bool = True,
 ) -> OciBuildResult:
     """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar.
 
-    `verify_files=False` packs package files without checking them against paths.json: only
-    for `bench/oci.py` to measure what the check costs.
+    Layers made before from the same members are reused (`cli.oci.layer_cache`, beside the
+    package cache) unless `reuse_layers` is False. `verify_files=False` packs package files
+    without checking them against paths.json: only for `bench/oci.py`, to measure what the
+    check costs.
     """
     started = time.perf_counter()
     flavor = get_flavor(workspace, flavor_name)
@@ -185,6 +189,7 @@ def build_oci_image(
         directories = dict(base_image.directories)  # what an implicit parent directory must repeat
 
         history: list[str] = []
+        layer_cache = LayerCache.beside(cache) if reuse_layers else None
 
         def add(
             role: str,
@@ -194,7 +199,12 @@ def build_oci_image(
             label: str = "",
             packages: tuple[str, ...] = (),
         ) -> None:
-            blob = write_layer(entries, work, mtime, compression, directories)
+            key = layer_cache.key(entries, mtime, compression, directories) if layer_cache else None
+            blob = layer_cache.reuse(key, entries, directories, work) if layer_cache and key else None
+            if blob is None:
+                blob = write_layer(entries, work, mtime, compression, directories)
+                if layer_cache and key:
+                    layer_cache.keep(key, blob)
             directories.update(blob.directories())
             descriptors.append(store.adopt(blob.path, blob.digest, blob.media_type))
             layers.append(

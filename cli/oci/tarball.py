@@ -300,11 +300,11 @@ def write_tar(
             else:
                 assert entry.source is not None
                 with entry.source.open("rb") as handle:
-                    reader = _VouchingReader(handle)
-                    archive.addfile(info, reader)
+                    reader = _VouchingReader(handle) if entry.vouch is not None else None
+                    archive.addfile(info, reader or handle)
                 if entry.source.stat().st_size != info.size:
                     raise UserError("file changed while it was packed into a layer", path=entry.source)
-                if entry.vouch is not None:
+                if entry.vouch is not None and reader is not None:
                     check_vouched(entry, entry.vouch, reader.hexdigest(), info.size)
     return members
 
