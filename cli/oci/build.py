@@ -28,7 +28,8 @@ from cli.lockengine.install import default_cache_dir
 from cli.lockengine.manifest import Workspace
 from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
-from cli.oci.environment import environment_layers, flavor_records, stage_environment
+from cli.oci.environment import stage_environment
+from cli.oci.environment_layers import environment_layers, flavor_records
 from cli.oci.layer_cache import LayerCache
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
 from cli.oci.service import image_env, image_labels, iso_time, service_entries

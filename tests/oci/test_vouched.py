@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cli.lockengine.manifest import load_workspace
-from cli.oci.environment import EnvironmentLayer, environment_layers, flavor_records, stage_environment
+from cli.oci.environment import stage_environment
+from cli.oci.environment_layers import EnvironmentLayer, environment_layers, flavor_records
 from cli.oci.tarball import Compression, UnvouchedFile, write_layer
 from tests.oci.conftest import FLAVORS
 
