@@ -143,7 +143,7 @@ def main() -> None:
         print("|---|---:|")
         print(f"| environment on disk (regular files) | {mb(last.environment_size)} |")
         for layer in last.layers:
-            print(f"| layer {layer.role} ({layer.media_type.rsplit('.', 1)[-1]}) | {mb(layer.size)} |")
+            print(f"| layer {layer.role} {layer.label} ({layer.media_type.rsplit('.', 1)[-1]}) | {mb(layer.size)} |")
         print(f"| image archive (OCI layout tar) | {mb(last.archive_size)} |")
         print()
         print(f"manifest {last.manifest_digest}: {'the same for every build' if len(digests) == 1 else 'DIFFERS'}")
