@@ -185,6 +185,9 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
             f"cannot install into the prefix: {reason}", path=request.prefix, fix="check the folder"
         ) from error
     _restore_lock_urls(request.prefix, records)
+    from cli.lockengine.pypi import install_locked_pypi
+
+    install_locked_pypi(workspace.root, workspace.lock_path, request.environment, platform, request.prefix)
     return InstallResult(request.prefix, platform, records)
 
 
