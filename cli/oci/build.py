@@ -1,12 +1,12 @@
 """`build_oci_image`: one flavor image assembled from pixi.lock as an OCI layout tar, without a daemon.
 
 Layers, in the order of the docker path: the base (unchanged), the common layer (scu,
-entrypoint, runner, uv), the flavor environment split by the layer plan (the layers of
+entrypoint, runner), the flavor environment split by the layer plan (the layers of
 packages every flavor shares, then the flavor's own, then the environment's metadata;
-`cli.oci.layer_plan`), the service layer (service.cli/). Every byte follows from the
-inputs: the lock, the workspace's files, the base, uv, and SOURCE_DATE_EPOCH (the commit
-time of pixi.lock unless given), so the same commit gives the same manifest digest on any
-machine with the same tools.
+`cli.oci.layer_plan`), the service layer (service.cli/, the runner's byte-code). Every
+byte follows from the inputs: the lock, the workspace's files, the base, and
+SOURCE_DATE_EPOCH (the commit time of pixi.lock unless given), so the same commit gives the
+same manifest digest on any machine with the same tools.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from cli.errors import UserError
 from cli.flavors import discover_flavors, get_flavor
 from cli.images.freshness import check_fresh
+from cli.images.locked_tools import check_locked_tools
 from cli.images.plan import FlavorSpec
 from cli.lockengine.install import default_cache_dir
 from cli.lockengine.manifest import Workspace
@@ -32,7 +33,15 @@ from cli.oci.environment import stage_environment
 from cli.oci.environment_layers import environment_layers, flavor_records
 from cli.oci.layer_cache import LayerCache
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
-from cli.oci.service import image_env, image_labels, iso_time, service_entries
+from cli.oci.service import (
+    flavor_env,
+    image_env,
+    image_labels,
+    iso_time,
+    python_version,
+    runner_bytecode_entries,
+    service_entries,
+)
 from cli.oci.tarball import Compression, Entry, write_layer
 
 log = logging.getLogger(__name__)
@@ -161,7 +170,6 @@ def build_oci_image(
     source_date_epoch: int | None = None,
     cache_dir: Path | None = None,
     compression: Compression = Compression.zstd,
-    uv: Path | None = None,
     verify_files: bool = True,
     reuse_layers: bool = True,
 ) -> OciBuildResult:
@@ -176,7 +184,8 @@ def build_oci_image(
     flavor = get_flavor(workspace, flavor_name)
     spec = FlavorSpec.load(workspace, flavor)
     check_fresh(workspace, [spec])  # the docker path's refusal of a stale lock, export or generated file
-    sources = CommonSources.find(workspace.root, uv)
+    check_locked_tools(workspace, flavor.name)  # python and uv come from the lock, never from this machine
+    sources = CommonSources.find(workspace.root)
     epoch = resolve_epoch(workspace, source_date_epoch)
     cache = cache_dir or default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -220,18 +229,22 @@ def build_oci_image(
             "common",
             common_entries(base_image, sources, epoch),
             epoch,
-            "common layer: user scu, entrypoint, runner, uv",
+            "common layer: user scu, entrypoint, runner",
         )
         staged = stage_environment(workspace, flavor.name, work / "stage", cache)
         every_flavor = flavor_records(workspace, [f.name for f in discover_flavors(workspace)])
         for layer in environment_layers(workspace, staged, every_flavor, epoch, verify=verify_files):
             add(layer.role, layer.entries, layer.mtime, layer.description, layer.label, layer.packages)
         environment_size = staged.disk_size()
+        bytecode = runner_bytecode_entries(
+            sources.runner, staged.prefix / "bin" / "python", python_version(staged.records), work
+        )
         remove_tree(staged.stage)
-        add("service", service_entries(spec), epoch, "service.cli/ and labels")
+        add("service", service_entries(spec) + bytecode, epoch, "service.cli/, the runner's byte-code and labels")
         labels = image_labels(workspace, spec, epoch)
+        env = flavor_env(workspace, spec)
         config = store.put_json(
-            image_config(base_image, flavor.name, labels, layers, history, epoch), MEDIA_TYPE_CONFIG
+            image_config(base_image, flavor.name, labels, layers, history, epoch, env), MEDIA_TYPE_CONFIG
         )
         manifest = store.put_json(
             {
@@ -265,7 +278,13 @@ def _base_pairs(base: BaseImage) -> list[tuple[Descriptor, str]]:
 
 
 def image_config(
-    base: BaseImage, flavor: str, labels: dict[str, str], layers: list[LayerInfo], ours: list[str], epoch: int
+    base: BaseImage,
+    flavor: str,
+    labels: dict[str, str],
+    layers: list[LayerInfo],
+    ours: list[str],
+    epoch: int,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The image config; `ours` describes each layer added on the base, in order."""
     created = iso_time(epoch)
@@ -282,7 +301,7 @@ def image_config(
         "os": OS,
         "config": {
             **inherited,  # what FROM keeps of the base (exposed ports, volumes, stop signal, ...)
-            "Env": image_env(base.env, flavor, DEFAULT_PATH),
+            "Env": image_env(base.env, flavor, DEFAULT_PATH, env),
             "Entrypoint": list(ENTRYPOINT),
             "Cmd": list(CMD),
             "WorkingDir": WORKING_DIR,

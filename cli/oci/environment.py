@@ -130,6 +130,7 @@ def stage_environment(workspace: Workspace, flavor: str, stage: Path, cache: Pat
         raise UserError(f"cannot install '{flavor}' into the image's staging folder: {first}", path=prefix) from error
     packages = read_installed(prefix, records)
     normalise_conda_meta(prefix, records)
+    (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)  # py-rattler marks the prefix as a cache; an image is not one
     return StagedEnvironment(flavor, stage, prefix, records, packages, cache)
 
 
