@@ -79,3 +79,11 @@ def get_flavor(workspace: Workspace, name: str) -> Flavor:
             fix=f"known flavors: {', '.join(flavors) or 'none'}",
         )
     return flavors[name]
+
+
+ENVS_DIR = ".envs"
+
+
+def default_prefix(workspace: Workspace, flavor: str) -> Path:
+    """Where `cli install FLAVOR` puts the flavor's environment when no --prefix is given (and `cli run` looks)."""
+    return workspace.root / ENVS_DIR / flavor
