@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cli.commands import audit, build, export, generate, install, lock, run, version
+from cli.commands import audit, build, cache, export, generate, install, lock, run, version
 from cli.errors import UserError
 
 app = typer.Typer(
@@ -30,7 +30,7 @@ def _configure(
     )
 
 
-for _module in (lock, export, install, run, generate, build, version, audit):
+for _module in (lock, export, install, cache, run, generate, build, version, audit):
     _module.register(app)
 
 

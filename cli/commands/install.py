@@ -46,6 +46,10 @@ def install_command(
             "hardlink: share the cache's files (fast, but an edit in the prefix changes the cache).",
         ),
     ] = DEFAULT_LINK,
+    reinstall: Annotated[
+        bool,
+        typer.Option("--reinstall", help="Link every package again, also those already in the prefix (repairs it)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -64,6 +68,7 @@ def install_command(
             show_progress=not quiet and not as_json,
             link=link,
             mirrors=mirrors,
+            reinstall=reinstall,
         ),
     )
     report = result.report

@@ -51,6 +51,7 @@ from cli.lockengine.package_cache import (
     extract_verified,
     local_path,
     refresh_after_linking,
+    remember,
 )
 from cli.lockengine.rattler_runtime import run_rattler
 
@@ -89,6 +90,7 @@ class InstallOptions:
     verify: bool = True  # check cache entries against paths.json (off only to measure what it costs)
     show_progress: bool = True
     retries: int = 3
+    reinstall: bool = False  # link every package again, even those the prefix already has
 
 
 @dataclass
@@ -134,6 +136,7 @@ class InstallRequest:
     link: LinkMode = DEFAULT_LINK
     mirrors: dict[str, str] = field(default_factory=dict)
     verify: bool = True
+    reinstall: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
         platform=_subdir_of(workspace, request.environment, request.platform),
         verify=request.verify,
         show_progress=request.show_progress,
+        reinstall=request.reinstall,
     )
     report = install_records(records, request.prefix, options)
     restore_lock_urls(request.prefix, records)
@@ -256,7 +260,7 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
     if options.link is LinkMode.hardlink:
         for check in checks:
             refresh_after_linking(check)
-            check.entry.write_memo(check.new_memo(None, None))
+            remember(check, None, None)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -314,7 +318,7 @@ def _verify_present(
     for check in checks:
         record = by_entry[check.entry.name]
         if check.changed:
-            check.entry.write_memo(check.new_memo(_sha(record), urls[record.file_name]))
+            remember(check, _sha(record), urls[record.file_name])
     return checks
 
 
@@ -353,7 +357,7 @@ def _check_fresh(
     _account(checks, report)
     for check in checks:
         record = by_entry[check.entry.name]
-        check.entry.write_memo(check.new_memo(_sha(record), urls[record.file_name]))
+        remember(check, _sha(record), urls[record.file_name])
     return checks
 
 
@@ -402,6 +406,7 @@ def _link(
                 cache_dir=(options.cache_dir or default_cache_root()) / "pkgs",
                 platform=Subdir(options.platform) if options.platform else None,
                 execute_link_scripts=False,
+                reinstall_packages={r.name.normalized for r in records} if options.reinstall else None,
                 client=client,
                 reporter=progress,
                 alternative_target_prefix=options.alternative_target_prefix,

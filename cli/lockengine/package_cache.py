@@ -242,6 +242,13 @@ class EntryCheck:
         )
 
 
+def remember(check: EntryCheck, sha256: str | None = None, origin: str | None = None) -> None:
+    """Write the entry's memo from a check without damage (sha256 and origin default to the memo's)."""
+    memo = check.new_memo(sha256, origin)
+    check.entry.write_memo(memo)
+    check.memo = memo
+
+
 @dataclass(frozen=True)
 class _HashJob:
     check: EntryCheck
