@@ -107,6 +107,12 @@ def fetch_error(text: str, records: list[RepoDataRecord], urls: dict[str, str]) 
         return UserError(
             f"cannot download {package} from {url}: the server answered HTTP {status.group(1)}", fix=NETWORK_FIX
         )
+    if re.search(r"invalid zip archive|zstd|bzip2|unexpected end of archive|invalid tar", chain, re.IGNORECASE):
+        return UserError(
+            f"cannot download {package} from {url}: what the server sent is not a readable archive "
+            f"({failure.innermost})",
+            fix=CHANGED_FIX,
+        )
     if re.search(r"end of file before message length|error decoding response body|body from connection", chain):
         reason = "the download was cut off before the end"
     else:

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -243,26 +246,51 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
     missing = [r for r in records if r not in present]
     local = [r for r in missing if local_path(urls[r.file_name]) is not None]
     remote = [r for r in missing if r not in local]
-    with InstallProgress(options.show_progress) as progress:
-        checks: list[EntryCheck] = []
-        if options.verify and present:
-            checks += _verify_present(present, entries, urls, client, report, progress)
-        if local:
-            _extract_local(local, entries, urls, client, report, progress)
-            if options.verify:
-                checks += _check_fresh(local, entries, urls, report, progress, linked=False)
-        progress.start_transaction(sum(r.size or 0 for r in remote), len(records))
-        _link(records, prefix, options, urls, client, progress)
-        report.downloaded = list(progress.downloaded)
-        report.downloaded_bytes = progress.downloaded_bytes
-        if options.verify and remote:
-            checks += _check_fresh(remote, entries, urls, report, progress, linked=True)
-    if options.link is LinkMode.hardlink:
-        for check in checks:
-            refresh_after_linking(check)
-            remember(check, None, None)
+    staging = _staging_for(prefix)
+    try:
+        with InstallProgress(options.show_progress) as progress:
+            checks: list[EntryCheck] = []
+            if options.verify and present:
+                checks += _verify_present(present, entries, urls, client, report, progress)
+            if local:
+                _extract_local(local, entries, urls, client, report, progress)
+                if options.verify:
+                    checks += _check_fresh(local, entries, urls, report, progress)
+            progress.start_transaction(sum(r.size or 0 for r in remote), len(records))
+            _link(records, staging or prefix, prefix, options, urls, client, progress)
+            report.downloaded = list(progress.downloaded)
+            report.downloaded_bytes = progress.downloaded_bytes
+            if options.verify and remote:
+                checks += _check_fresh(remote, entries, urls, report, progress)
+        if options.link is LinkMode.hardlink:
+            for check in checks:
+                refresh_after_linking(check)
+                remember(check, None, None)
+        if staging is not None:
+            if prefix.is_dir():
+                prefix.rmdir()  # an empty folder stood there
+            os.replace(staging, prefix)
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _staging_for(prefix: Path) -> Path | None:
+    """A new prefix is installed next to where it goes and renamed into place: a failure leaves nothing.
+
+    An existing environment is updated in place by py-rattler's transaction.
+    """
+    try:
+        if prefix.is_dir() and any(prefix.iterdir()):
+            return None
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{prefix.name}.installing-", dir=prefix.parent))
+    except OSError as error:
+        raise UserError(
+            f"cannot install into the prefix: {error.strerror or error}", path=prefix, fix="check the folder"
+        ) from error
 
 
 def _entry_of(cache: PackageCache, record: RepoDataRecord) -> CacheEntry:
@@ -312,7 +340,7 @@ def _verify_present(
         report.repaired = [by_entry[c.entry.name].file_name for c in damaged]
         rechecked = check_entries([c.entry for c in damaged], trust_memo=False)
         for check in rechecked:
-            _refuse_damage(check, by_entry[check.entry.name], urls, linked=False)
+            _refuse_damage(check, by_entry[check.entry.name], urls)
         checks = [c for c in checks if c.ok] + rechecked
     _account(checks, report)
     for check in checks:
@@ -344,8 +372,6 @@ def _check_fresh(
     urls: dict[str, str],
     report: InstallReport,
     progress: InstallProgress,
-    *,
-    linked: bool,
 ) -> list[EntryCheck]:
     """Entries just extracted from sha256-checked archives: checked once in full, then remembered."""
     by_entry = {entries[r.file_name].name: r for r in records}
@@ -353,7 +379,7 @@ def _check_fresh(
     checks = check_entries([entries[r.file_name] for r in records], trust_memo=False, on_hashed=progress.hashed)
     progress.finish_verify()
     for check in checks:
-        _refuse_damage(check, by_entry[check.entry.name], urls, linked=linked)
+        _refuse_damage(check, by_entry[check.entry.name], urls)
     _account(checks, report)
     for check in checks:
         record = by_entry[check.entry.name]
@@ -376,14 +402,13 @@ def _raise_failed(
             raise extraction_error(record, urls[record.file_name], error) from error
 
 
-def _refuse_damage(check: EntryCheck, record: RepoDataRecord, urls: dict[str, str], *, linked: bool) -> None:
+def _refuse_damage(check: EntryCheck, record: RepoDataRecord, urls: dict[str, str]) -> None:
     if check.ok:
         return
     damage: Damage = check.damage[0]
-    where = "was linked into the prefix" if linked else "was not linked"
     raise UserError(
         f"{damage.path} of {record.file_name} does not match the package's paths.json ({damage.reason}), "
-        f"even freshly extracted from {urls[record.file_name]}; it {where}",
+        f"even freshly extracted from {urls[record.file_name]}",
         path=check.entry.path / damage.path,
         fix="the archive contradicts its own paths.json: report it to the channel, or lock another build",
     )
@@ -391,6 +416,7 @@ def _refuse_damage(check: EntryCheck, record: RepoDataRecord, urls: dict[str, st
 
 def _link(
     records: list[RepoDataRecord],
+    target: Path,
     prefix: Path,
     options: InstallOptions,
     urls: dict[str, str],
@@ -402,14 +428,15 @@ def _link(
         run_rattler(
             rattler.install(
                 fetched,
-                target_prefix=prefix,
+                target_prefix=target,
                 cache_dir=(options.cache_dir or default_cache_root()) / "pkgs",
                 platform=Subdir(options.platform) if options.platform else None,
                 execute_link_scripts=False,
                 reinstall_packages={r.name.normalized for r in records} if options.reinstall else None,
                 client=client,
                 reporter=progress,
-                alternative_target_prefix=options.alternative_target_prefix,
+                # the path the files will have: the prefix, when `target` is its staging folder
+                alternative_target_prefix=options.alternative_target_prefix or str(prefix),
                 config=Config.from_toml(link_config(options.link)),
             )
         )
