@@ -16,6 +16,7 @@ from cli.images.freshness import check_fresh
 from cli.images.generated import flavor_specs
 from cli.images.plan import BuildStep, Engine, FlavorSpec, as_text, build_command, build_facts, plan_builds
 from cli.images.plan import push_commands as plan_push_commands
+from cli.lockengine.channels import parse_mirrors
 from cli.lockengine.manifest import Workspace
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
@@ -73,13 +74,25 @@ def build_images(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="--engine oci: the OCI image layout tar to write.")
     ] = None,
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mirror",
+            help="--engine oci: NAME=URL, fetch channel NAME's packages from URL (repeatable; as `lock --mirror`).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build the common image, then the flavor(s); refuses while pixi.lock, the exports or generated files are stale."""
     workspace = workspace_from(manifest_path)
+    mirrors = parse_mirrors(mirror)
     if engine is Engine.oci:
-        build_oci(workspace, target, base, output, as_json)
+        build_oci(workspace, target, base, output, as_json, mirrors)
         return
+    if mirrors:
+        raise UserError(
+            "--mirror applies to --engine oci only", fix="the Docker build fetches its packages inside the build"
+        )
     registry = check_registry(push)
     specs = select_flavors(workspace, target)
     check_fresh(workspace, specs)
@@ -116,7 +129,14 @@ def build_images(
         typer.echo(f"log: {log_path}")
 
 
-def build_oci(workspace: Workspace, target: str, base: Path | None, output: Path | None, as_json: bool) -> None:
+def build_oci(
+    workspace: Workspace,
+    target: str,
+    base: Path | None,
+    output: Path | None,
+    as_json: bool,
+    mirrors: dict[str, str] | None = None,
+) -> None:
     """The daemonless engine: one flavor's image assembled from the lock, byte-reproducible."""
     from cli.oci import build_oci_image
 
@@ -124,7 +144,7 @@ def build_oci(workspace: Workspace, target: str, base: Path | None, output: Path
         raise UserError(f"--engine oci builds one flavor image, not '{target}'", fix="name a flavor, e.g. pytorch")
     if base is None or output is None:
         raise UserError("--engine oci needs --base BASE.tar and -o IMAGE.tar", fix="give both options")
-    result = build_oci_image(workspace, get_flavor(workspace, target).name, base, output)
+    result = build_oci_image(workspace, get_flavor(workspace, target).name, base, output, mirrors=mirrors)
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
     else:

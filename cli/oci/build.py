@@ -147,6 +147,7 @@ def build_oci_image(
     cache_dir: Path | None = None,
     compression: Compression = Compression.gzip,
     uv: Path | None = None,
+    mirrors: dict[str, str] | None = None,
 ) -> OciBuildResult:
     """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar."""
     started = time.perf_counter()
@@ -174,7 +175,7 @@ def build_oci_image(
             log.info("%s layer %s: %d entries, %d bytes", role, blob.digest, len(blob.members), blob.size)
 
         add("common", common_entries(base_image, sources, epoch))
-        staged = stage_environment(workspace, flavor.name, work / "stage", cache)
+        staged = stage_environment(workspace, flavor.name, work / "stage", cache, mirrors)
         add("environment", environment_entries(workspace, staged))
         environment_size = staged.disk_size()
         remove_tree(staged.stage)
