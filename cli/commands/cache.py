@@ -40,7 +40,12 @@ def verify_command(
     show = not quiet and not as_json
     with Progress(*columns, console=Console(stderr=True), disable=not show, transient=True) as progress:
         task = progress.add_task("hashing", total=None)
-        result = verify_cache(cache, repair=repair, on_hashed=lambda size: progress.advance(task, size))
+        result = verify_cache(
+            cache,
+            repair=repair,
+            on_hashed=lambda size: progress.advance(task, size),
+            on_planned=lambda total: progress.update(task, total=total),
+        )
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
     else:

@@ -94,11 +94,12 @@ def verify_cache(
     repair: bool = False,
     client: Client | None = None,
     on_hashed: Callable[[int], None] | None = None,
+    on_planned: Callable[[int], None] | None = None,
 ) -> CacheVerification:
     started = time.perf_counter()
     entries = open_cache(cache)
     result = CacheVerification(cache, entries=len(entries))
-    checks = check_entries(entries, trust_memo=False, on_hashed=on_hashed)
+    checks = check_entries(entries, trust_memo=False, on_hashed=on_hashed, on_planned=on_planned)
     for check in checks:
         result.hashed_files += check.hashed_files
         result.hashed_bytes += check.hashed_bytes

@@ -319,7 +319,9 @@ def _verify_present(
     progress: InstallProgress,
 ) -> list[EntryCheck]:
     progress.start_verify("checking cache", None)
-    checks = check_entries([entries[r.file_name] for r in records], on_hashed=progress.hashed)
+    checks = check_entries(
+        [entries[r.file_name] for r in records], on_hashed=progress.hashed, on_planned=progress.planned
+    )
     progress.finish_verify()
     by_entry = {entries[r.file_name].name: r for r in records}
     damaged = [c for c in checks if not c.ok]
@@ -358,10 +360,11 @@ def _extract_local(
     report: InstallReport,
     progress: InstallProgress,
 ) -> None:
-    progress.start_verify("extracting", None)
+    progress.start_verify("extracting", sum(r.size or 0 for r in records))
     jobs = [(entries[r.file_name], urls[r.file_name], _sha(r)) for r in records]
     by_entry = {entries[r.file_name].name: r for r in records}
-    _raise_failed(extract_verified(jobs, client), by_entry, urls)
+    done = extract_verified(jobs, client, on_done=lambda entry: progress.hashed(by_entry[entry.name].size or 0))
+    _raise_failed(done, by_entry, urls)
     progress.finish_verify()
     report.extracted = [r.file_name for r in records]
 
@@ -376,7 +379,12 @@ def _check_fresh(
     """Entries just extracted from sha256-checked archives: checked once in full, then remembered."""
     by_entry = {entries[r.file_name].name: r for r in records}
     progress.start_verify("checking", None)
-    checks = check_entries([entries[r.file_name] for r in records], trust_memo=False, on_hashed=progress.hashed)
+    checks = check_entries(
+        [entries[r.file_name] for r in records],
+        trust_memo=False,
+        on_hashed=progress.hashed,
+        on_planned=progress.planned,
+    )
     progress.finish_verify()
     for check in checks:
         _refuse_damage(check, by_entry[check.entry.name], urls)

@@ -75,6 +75,10 @@ class InstallProgress(InstallerReporter):
     def start_verify(self, description: str, total_bytes: int | None) -> None:
         self._verify = self.progress.add_task(description, total=total_bytes)
 
+    def planned(self, total_bytes: int) -> None:
+        if self._verify is not None:
+            self.progress.update(self._verify, total=total_bytes)
+
     def hashed(self, size: int) -> None:
         if self._verify is not None:
             self.progress.advance(self._verify, size)

@@ -365,8 +365,12 @@ def check_entries(
     trust_memo: bool = True,
     workers: int | None = None,
     on_hashed: Callable[[int], None] | None = None,
+    on_planned: Callable[[int], None] | None = None,
 ) -> list[EntryCheck]:
-    """Each entry against its paths.json; files whose stat facts still match the memo are not hashed again."""
+    """Each entry against its paths.json; files whose stat facts still match the memo are not hashed again.
+
+    `on_planned` hears how many bytes will be hashed, `on_hashed` the size of each file hashed.
+    """
     checks: list[EntryCheck] = []
     jobs: list[_HashJob] = []
     for entry in entries:
@@ -375,6 +379,8 @@ def check_entries(
         paths = _read_paths(check, trust_memo)
         for item in paths or []:
             _plan_file(check, item, trust_memo, jobs)
+    if on_planned is not None:
+        on_planned(sum(job.facts[1] for job in jobs))
     if jobs:
         with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
             for results in pool.map(_hash_batch, _batches(jobs)):
@@ -444,7 +450,10 @@ async def _extract_one(client: Client, url: str, destination: Path) -> str:
 
 
 def extract_verified(
-    entries: list[tuple[CacheEntry, str, str]], client: Client, concurrency: int = 4
+    entries: list[tuple[CacheEntry, str, str]],
+    client: Client,
+    concurrency: int = 4,
+    on_done: Callable[[CacheEntry], None] | None = None,
 ) -> list[tuple[CacheEntry, BaseException | None]]:
     """(entry, archive URL, expected sha256) → each entry replaced by its archive's content, if the sha256 matches.
 
@@ -469,6 +478,8 @@ def extract_verified(
                 return error
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+                if on_done is not None:
+                    on_done(entry)
 
     async def run() -> list[BaseException | None]:
         gate = asyncio.Semaphore(concurrency)
