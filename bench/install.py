@@ -24,6 +24,7 @@ next to the unverified install. Everything runs on a warm page cache (files just
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -73,21 +74,26 @@ class Figure:
         return {"label": self.label, "seconds": round(self.seconds, 3), "mb_per_s": round(self.rate, 1)}
 
 
+def text_of(rng: random.Random, size: int) -> str:
+    """`size` characters of base64 over random bytes: text that compresses to about 3/4, as binaries do."""
+    return base64.b64encode(rng.randbytes(size * 3 // 4)).decode()[:size]
+
+
 def package_files(index: int, budget: int, rng: random.Random) -> dict[str, str]:
     """About `budget` bytes as text files: small modules, a medium file in one package of three, a big library."""
     files: dict[str, str] = {}
     folder = f"lib/python3.12/site-packages/pkg{index:03d}"
     if index % BIG_EVERY == 0:
         big = budget * 3 // 4
-        files[f"lib/libpkg{index:03d}.so.txt"] = rng.randbytes(big // 2).hex()
+        files[f"lib/libpkg{index:03d}.so.txt"] = text_of(rng, big)
         budget -= big
     if index % 3 == 0:
-        files[f"{folder}/data.bin.txt"] = rng.randbytes(min(1 << 20, budget // 3) // 2).hex()
+        files[f"{folder}/data.bin.txt"] = text_of(rng, min(1 << 20, budget // 3))
         budget -= min(1 << 20, budget // 3)
     count = max(4, budget // (24 << 10))
     for number in range(count):
         size = budget // count
-        files[f"{folder}/m{number:03d}.py"] = "# bench module\n" + rng.randbytes(size // 2).hex() + "\n"
+        files[f"{folder}/m{number:03d}.py"] = "# bench module\n" + text_of(rng, size)
     return files
 
 
@@ -160,11 +166,10 @@ def fetch_all(urls: list[str]) -> None:
         list(pool.map(fetch, urls))
 
 
-def best(repeat: int, run: Callable[[], float]) -> float:
-    return min(run() for _ in range(repeat))
-
-
-def timed(action: Callable[[], object]) -> float:
+def settled(prepare: Callable[[], object], action: Callable[[], object]) -> float:
+    """Prepare (untimed), flush what earlier runs left to write back, then time the action alone."""
+    prepare()
+    os.sync()
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
@@ -173,7 +178,9 @@ def timed(action: Callable[[], object]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packages", type=int, default=300)
-    parser.add_argument("--megabytes", type=int, default=1100, help="total size of the installed files")
+    parser.add_argument(
+        "--megabytes", type=int, default=1400, help="total size of the installed files (archives: about 3/4 of it)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, help="keep the fixture here and reuse it (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -199,62 +206,78 @@ def run(workspace_root: Path, work: Path, args: argparse.Namespace) -> int:
     scratch.mkdir()
     cache = scratch / "cache"
 
-    def install(prefix: Path, link: LinkMode, verify: bool = True) -> float:
-        shutil.rmtree(prefix, ignore_errors=True)
-        request = InstallRequest(
-            "default", prefix, cache_dir=cache, show_progress=False, link=link, mirrors=mirrors, verify=verify
-        )
-        return timed(lambda: install_environment(workspace, request))
+    def install(prefix: Path, link: LinkMode, verify: bool = True) -> Callable[[], float]:
+        def prepare_and_time() -> float:
+            request = InstallRequest(
+                "default", prefix, cache_dir=cache, show_progress=False, link=link, mirrors=mirrors, verify=verify
+            )
+            return settled(
+                lambda: shutil.rmtree(prefix, ignore_errors=True), lambda: install_environment(workspace, request)
+            )
+
+        return prepare_and_time
 
     def cold() -> float:
-        shutil.rmtree(cache, ignore_errors=True)
-        return install(scratch / "cold", LinkMode.reflink)
+        def clear() -> None:
+            shutil.rmtree(cache, ignore_errors=True)
+            shutil.rmtree(scratch / "cold", ignore_errors=True)
+
+        request = InstallRequest("default", scratch / "cold", cache_dir=cache, show_progress=False, mirrors=mirrors)
+        return settled(clear, lambda: install_environment(workspace, request))
 
     def server_only() -> float:
         if shutil.which("curl") is None:
-            return timed(lambda: fetch_all([f"{url}/{a.parent.name}/{a.name}" for a in archives]))
+            return settled(lambda: None, lambda: fetch_all([f"{url}/{a.parent.name}/{a.name}" for a in archives]))
         listing = scratch / "urls.txt"
         listing.write_text("".join(f'url = "{url}/{a.parent.name}/{a.name}"\noutput = "/dev/null"\n' for a in archives))
         command = ["curl", "--no-progress-meter", "--fail", "--parallel", "--parallel-max", "50"]
         command += ["--config", str(listing)]
-        return timed(lambda: subprocess.run(command, check=True))
+        return settled(lambda: None, lambda: subprocess.run(command, check=True))
 
+    def no_memo() -> float:
+        def clear() -> None:
+            shutil.rmtree(scratch / "warm", ignore_errors=True)
+            (cache / "verified.json").unlink(missing_ok=True)
+
+        request = InstallRequest(
+            "default", scratch / "warm", cache_dir=cache, show_progress=False, link=LinkMode.hardlink, mirrors=mirrors
+        )
+        return settled(clear, lambda: install_environment(workspace, request))
+
+    def copy(flag: str) -> Callable[[], float]:
+        target = scratch / "copy"
+        command = ["cp", flag, str(scratch / "cold"), str(target)]
+        return lambda: settled(
+            lambda: shutil.rmtree(target, ignore_errors=True), lambda: subprocess.run(command, check=True)
+        )
+
+    # Each round runs every measurement once, so that all of them sample the same machine load.
+    measurements: dict[str, Callable[[], float]] = {
+        "server": server_only,
+        "cold": cold,
+        "warm, reflink/copy (default), verified": install(scratch / "warm", LinkMode.reflink),
+        "warm, reflink/copy (default), not verified": install(scratch / "warm", LinkMode.reflink, verify=False),
+        "warm, hardlink, verified": install(scratch / "warm", LinkMode.hardlink),
+        "warm, hardlink, not verified": install(scratch / "warm", LinkMode.hardlink, verify=False),
+        "warm, hardlink, verified, no memo (every file hashed)": no_memo,
+        "cp -r of the installed prefix": copy("-r"),
+        "cp -al of the installed prefix (hard links)": copy("-al"),
+    }
+    times: dict[str, list[float]] = {label: [] for label in measurements}
     try:
-        served = best(args.repeat, server_only)
-        cold_seconds = best(args.repeat, cold)
-        installed = scratch / "cold"
-        installed_mb = tree_bytes(installed) / 1e6
-        files = sum(len(names) for _c, _d, names in os.walk(installed))
-        warm = {
-            "warm, reflink/copy (default), verified": best(
-                args.repeat, lambda: install(scratch / "warm", LinkMode.reflink)
-            ),
-            "warm, reflink/copy (default), not verified": best(
-                args.repeat, lambda: install(scratch / "warm", LinkMode.reflink, verify=False)
-            ),
-            "warm, hardlink, verified": best(args.repeat, lambda: install(scratch / "warm", LinkMode.hardlink)),
-            "warm, hardlink, not verified": best(
-                args.repeat, lambda: install(scratch / "warm", LinkMode.hardlink, verify=False)
-            ),
-        }
-
-        def no_memo() -> float:
-            shutil.rmtree(cache / "verified", ignore_errors=True)
-            return install(scratch / "warm", LinkMode.hardlink)
-
-        warm["warm, hardlink, verified, no memo (every file hashed)"] = best(args.repeat, no_memo)
-
-        def copy(flag: str) -> float:
-            target = scratch / "copy"
-            shutil.rmtree(target, ignore_errors=True)
-            return timed(lambda: subprocess.run(["cp", flag, str(installed), str(target)], check=True))
-
-        cp_r = best(args.repeat, lambda: copy("-r"))
-        cp_al = best(args.repeat, lambda: copy("-al"))
+        for _round in range(args.repeat):
+            for label, measure in measurements.items():
+                times[label].append(measure())
+        installed_mb = tree_bytes(scratch / "cold") / 1e6
+        files = sum(len(names) for _c, _d, names in os.walk(scratch / "cold"))
     finally:
         server.terminate()
         server.wait()
         shutil.rmtree(scratch, ignore_errors=True)
+    best = {label: min(values) for label, values in times.items()}
+    served, cold_seconds = best.pop("server"), best.pop("cold")
+    cp_r, cp_al = best["cp -r of the installed prefix"], best["cp -al of the installed prefix (hard links)"]
+    warm = {label: seconds for label, seconds in best.items() if label.startswith("warm")}
 
     figures = [
         Figure(f"server alone: curl --parallel, {len(archives)} archives", served, archive_mb),
@@ -263,6 +286,7 @@ def run(workspace_root: Path, work: Path, args: argparse.Namespace) -> int:
         Figure("cp -r of the installed prefix", cp_r, installed_mb),
         Figure("cp -al of the installed prefix (hard links)", cp_al, installed_mb),
     ]
+    spread = {label: [round(t, 2) for t in values] for label, values in times.items()}
     default_warm = warm["warm, reflink/copy (default), verified"]
     result = {
         "packages": len(archives),
@@ -272,6 +296,7 @@ def run(workspace_root: Path, work: Path, args: argparse.Namespace) -> int:
         "cores": os.cpu_count(),
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "figures": [f.as_dict() for f in figures],
+        "all_runs": spread,
         "cold_vs_server": round(cold_seconds / served, 2),
         "warm_default_vs_cp_r": round(default_warm / cp_r, 2),
         "verification_overhead_default": round(default_warm / warm["warm, reflink/copy (default), not verified"], 2),

@@ -110,6 +110,7 @@ def verify_cache(
             result.damaged.append(DamagedEntry(check.entry, check.damage))
     if repair and result.damaged:
         _repair(result.damaged, client or _default_client())
+    cache.save_memos()
     result.seconds = time.perf_counter() - started
     return result
 

@@ -242,10 +242,10 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
     urls = {r.file_name: mirrored_url(r.url, options.mirrors) for r in records}
     client = download_client(options.retries)
     entries = {r.file_name: _entry_of(cache, r) for r in records}
-    present = [r for r in records if _holds(entries[r.file_name], r)]
-    missing = [r for r in records if r not in present]
-    local = [r for r in missing if local_path(urls[r.file_name]) is not None]
-    remote = [r for r in missing if r not in local]
+    held = {r.file_name for r in records if _holds(entries[r.file_name], r)}
+    present = [r for r in records if r.file_name in held]
+    local = [r for r in records if r.file_name not in held and local_path(urls[r.file_name]) is not None]
+    remote = [r for r in records if r.file_name not in held and local_path(urls[r.file_name]) is None]
     staging = _staging_for(prefix)
     try:
         with InstallProgress(options.show_progress) as progress:
@@ -265,12 +265,13 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
         if options.link is LinkMode.hardlink:
             for check in checks:
                 refresh_after_linking(check)
-                remember(check, None, None)
+                remember(check)
         if staging is not None:
             if prefix.is_dir():
                 prefix.rmdir()  # an empty folder stood there
             os.replace(staging, prefix)
     finally:
+        cache.save_memos()
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started

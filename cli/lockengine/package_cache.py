@@ -4,9 +4,9 @@ Layout under the cache root (RATTLER_CACHE_DIR, as py-rattler and pixi use it):
 
     pkgs/<name>-<version>-<build>/          an extracted package (py-rattler's)
     pkgs/<name>-<version>-<build>.lock      py-rattler's entry metadata: revision and the archive's sha256
-    verified/<name>-<version>-<build>.json  what we last verified (ours): the archive's sha256 and origin, the
-                                            sha256 of info/paths.json, and for every file the stat facts that
-                                            change when the file changes (inode, size, mtime, ctime, mode)
+    verified.json                           what we last verified (ours), entry by entry: the archive's sha256
+                                            and origin, the sha256 of info/paths.json, and for every file the
+                                            stat facts that change when the file changes (see `Facts`)
 
 py-rattler checks an archive's sha256 while it downloads it, and then trusts the extracted folder
 for ever. A prefix hard-linked from the cache shares its inodes, so an edit in the prefix edits the
@@ -18,6 +18,7 @@ a damaged entry is re-extracted from its archive, whose sha256 must match the lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,16 +37,16 @@ from urllib.parse import unquote, urlparse
 from rattler import Client
 from rattler.package_streaming import download_and_extract
 
-from cli.fileio import atomic_write_bytes, atomic_write_text
+from cli.fileio import atomic_write_bytes
 from cli.lockengine.rattler_runtime import run_rattler
 
 log = logging.getLogger(__name__)
 
 PKGS = "pkgs"
-VERIFIED = "verified"
+VERIFIED = "verified.json"
 PATHS_JSON = "info/paths.json"
 INDEX_JSON = "info/index.json"
-MEMO_VERSION = 1
+MEMO_VERSION = 2
 # py-rattler's entry metadata file: a big-endian u64 revision, then the archive's 32-byte sha256.
 REVISION_BYTES = 8
 SHA256_BYTES = 32
@@ -52,9 +54,19 @@ SHA256_BYTES = 32
 BATCH_FILES = 64
 BATCH_BYTES = 32 << 20
 
-# The stat facts of a file: (inode, size, mtime_ns, ctime_ns, mode). Writing to a file changes its
-# mtime and ctime, replacing it changes the inode; ctime cannot be set back by a user process.
-Facts = tuple[int, int, int, int, int]
+# The stat facts of a file: (inode, size, mtime_ns, ctime_ns, mode, link count). Writing to a file
+# moves its mtime and ctime, replacing it changes the inode; ctime cannot be set back by a user
+# process, so an edit whose mtime was put back still shows. Making or removing a hard link moves
+# the ctime too (and the link count), which is how installs and prefix deletions touch the cache.
+Facts = tuple[int, int, int, int, int, int]
+
+
+def unchanged(recorded: Facts, now: Facts) -> bool:
+    """Whether a file is still as it was verified: same inode, size, mtime and mode, and either the same
+    ctime or another link count (a hard link made or removed moves the ctime, never the content)."""
+    if (recorded[0], recorded[1], recorded[2], recorded[4]) != (now[0], now[1], now[2], now[4]):
+        return False
+    return recorded[3] == now[3] or recorded[5] != now[5]
 
 
 def default_cache_root() -> Path:
@@ -65,7 +77,7 @@ def default_cache_root() -> Path:
 
 
 def facts_of(info: os.stat_result) -> Facts:
-    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode)
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_nlink)
 
 
 def sha256_of(path: Path | str) -> str:
@@ -103,24 +115,17 @@ class Memo:
     paths_json: tuple[str, Facts] | None
     files: dict[str, Facts] = field(default_factory=dict)
 
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "version": MEMO_VERSION,
-                "sha256": self.sha256,
-                "origin": self.origin,
-                "paths_json": [self.paths_json[0], list(self.paths_json[1])] if self.paths_json else None,
-                "files": {path: list(facts) for path, facts in sorted(self.files.items())},
-            },
-            separators=(",", ":"),
-        )
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "origin": self.origin,
+            "paths_json": [self.paths_json[0], list(self.paths_json[1])] if self.paths_json else None,
+            "files": {path: list(facts) for path, facts in sorted(self.files.items())},
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> Memo | None:
+    def from_dict(cls, data: Any) -> Memo | None:
         try:
-            data = json.loads(text)
-            if data.get("version") != MEMO_VERSION:
-                return None
             paths_json = data.get("paths_json")
             return cls(
                 sha256=data.get("sha256"),
@@ -133,8 +138,8 @@ class Memo:
 
 
 def _facts(values: Any) -> Facts:
-    ino, size, mtime, ctime, mode = (int(v) for v in values)
-    return (ino, size, mtime, ctime, mode)
+    ino, size, mtime, ctime, mode, links = (int(v) for v in values)
+    return (ino, size, mtime, ctime, mode, links)
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,6 @@ class CacheEntry:
     def metadata_path(self) -> Path:
         return self.cache.pkgs / f"{self.name}.lock"
 
-    @property
-    def memo_path(self) -> Path:
-        return self.cache.verified / f"{self.name}.json"
-
     def exists(self) -> bool:
         return (self.path / INDEX_JSON).is_file() or (self.path / PATHS_JSON).is_file()
 
@@ -167,16 +168,13 @@ class CacheEntry:
         return digest.hex() if len(digest) == SHA256_BYTES else None
 
     def read_memo(self) -> Memo | None:
-        try:
-            return Memo.from_json(self.memo_path.read_text(encoding="utf-8"))
-        except OSError:
-            return None
+        return self.cache.memos().get(self.name)
 
     def write_memo(self, memo: Memo) -> None:
-        atomic_write_text(self.memo_path, memo.as_json())
+        self.cache.set_memo(self.name, memo)
 
     def forget(self) -> None:
-        self.memo_path.unlink(missing_ok=True)
+        self.cache.set_memo(self.name, None)
 
     def record_archive(self, sha256: str) -> None:
         """Tell py-rattler which archive the entry holds, in its own metadata format (next revision)."""
@@ -190,6 +188,8 @@ class CacheEntry:
 class PackageCache:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._memos: dict[str, Memo] | None = None
+        self._changed: dict[str, Memo | None] = {}
 
     @property
     def pkgs(self) -> Path:
@@ -198,6 +198,53 @@ class PackageCache:
     @property
     def verified(self) -> Path:
         return self.root / VERIFIED
+
+    def memos(self) -> dict[str, Memo]:
+        if self._memos is None:
+            self._memos = self._read_memos()
+        return self._memos
+
+    def _read_memos(self) -> dict[str, Memo]:
+        try:
+            data = json.loads(self.verified.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # none yet, or unreadable: it only costs a re-hash
+        if not isinstance(data, dict) or data.get("version") != MEMO_VERSION:
+            return {}
+        entries = data.get("entries")
+        memos = {str(n): Memo.from_dict(m) for n, m in entries.items()} if isinstance(entries, dict) else {}
+        return {name: memo for name, memo in memos.items() if memo is not None}
+
+    def set_memo(self, name: str, memo: Memo | None) -> None:
+        memos = self.memos()
+        if memo is None:
+            memos.pop(name, None)
+        else:
+            memos[name] = memo
+        self._changed[name] = memo
+
+    def save_memos(self) -> None:
+        """Write what changed over what is on disk now (another install may have saved since we read).
+
+        One file for the whole cache: one rename per install. Temp file and rename, so a reader
+        sees the old file or the new one; no fsync, since a lost memo only costs a re-hash.
+        """
+        if not self._changed:
+            return
+        memos = self._read_memos()
+        for name, memo in self._changed.items():
+            if memo is None:
+                memos.pop(name, None)
+            else:
+                memos[name] = memo
+        memos = {name: memo for name, memo in memos.items() if (self.pkgs / name).is_dir()}
+        document = {"version": MEMO_VERSION, "entries": {n: m.as_dict() for n, m in sorted(memos.items())}}
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = self.verified.with_name(f".{VERIFIED}.{os.getpid()}.{threading.get_ident()}")
+        temporary.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+        os.replace(temporary, self.verified)
+        self._memos = memos
+        self._changed = {}
 
     def entry(self, name: str, version: str, build: str) -> CacheEntry:
         return CacheEntry(self, f"{name}-{version}-{build}")
@@ -222,6 +269,10 @@ class EntryCheck:
     paths_json: tuple[str, Facts] | None = None
     hashed_files: int = 0
     hashed_bytes: int = 0
+
+    @functools.cached_property
+    def folder(self) -> str:
+        return str(self.entry.path)
 
     @property
     def ok(self) -> bool:
@@ -271,14 +322,14 @@ def _read_paths(check: EntryCheck, trust_memo: bool) -> list[dict[str, Any]] | N
     facts = facts_of(info)
     memo = check.memo
     if memo is not None and memo.paths_json is not None:
-        if not (trust_memo and memo.paths_json[1] == facts):
+        if not (trust_memo and unchanged(memo.paths_json[1], facts)):
             digest = hashlib.sha256(data).hexdigest()
             if digest != memo.paths_json[0]:
                 check.damage.append(Damage(PATHS_JSON, "changed since the entry was verified"))
                 return None
             check.paths_json = (digest, facts)
         else:
-            check.paths_json = memo.paths_json
+            check.paths_json = (memo.paths_json[0], facts)
     else:
         check.paths_json = (hashlib.sha256(data).hexdigest(), facts)
     try:
@@ -294,7 +345,7 @@ def _read_paths(check: EntryCheck, trust_memo: bool) -> list[dict[str, Any]] | N
 def _plan_file(check: EntryCheck, item: dict[str, Any], trust_memo: bool, jobs: list[_HashJob]) -> None:
     relative = str(item["_path"])
     kind = item.get("path_type", "hardlink")
-    absolute = os.path.join(check.entry.path, relative)
+    absolute = os.path.join(check.folder, relative)
     try:
         info = os.lstat(absolute)
     except OSError:
@@ -313,7 +364,8 @@ def _plan_file(check: EntryCheck, item: dict[str, Any], trust_memo: bool, jobs: 
         return
     facts = facts_of(info)
     memo = check.memo
-    if trust_memo and memo is not None and memo.files.get(relative) == facts:
+    recorded = memo.files.get(relative) if trust_memo and memo is not None else None
+    if recorded is not None and unchanged(recorded, facts):
         check.files[relative] = facts
         return
     size = item.get("size_in_bytes")
@@ -415,18 +467,19 @@ def _record_hash(job: _HashJob, digest: str | None, after: Facts | None) -> None
 
 
 def refresh_after_linking(check: EntryCheck) -> None:
-    """After hard-linking, keep the memo: a new link moves each file's ctime, which the install itself caused.
+    """After hard-linking, record each file's facts as they are now: the links moved their ctimes.
 
-    Only files whose inode, size, mtime and mode are those just verified are kept; anything
-    else is dropped from the memo and hashed again next time.
+    Only files still unchanged since they were verified are kept (the install's own links are
+    all that happened to them); deleting the prefix later moves ctime and link count again,
+    which `unchanged` accepts.
     """
     refreshed: dict[str, Facts] = {}
     for relative, facts in check.files.items():
         try:
-            now = facts_of(os.lstat(os.path.join(check.entry.path, relative)))
+            now = facts_of(os.lstat(os.path.join(check.folder, relative)))
         except OSError:
             continue
-        if (now[0], now[1], now[2], now[4]) == (facts[0], facts[1], facts[2], facts[4]):
+        if unchanged(facts, now):
             refreshed[relative] = now
     check.files = refreshed
 

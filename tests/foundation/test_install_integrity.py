@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -123,9 +124,12 @@ def test_warm_installs_hash_nothing_until_a_file_changes(
     warm = install_json(locked_workspace, tmp_path / "b", cache)
     assert warm["cache"]["verified_entries"] == len(warm["packages"])
     assert warm["cache"]["hashed_files"] == 0 and warm["cache"]["extracted"] == []
-    # hard links move every linked file's ctime: the install refreshes what it caused itself
+    # hard links move every linked file's ctime and link count, and so does deleting their prefix
     install_json(locked_workspace, tmp_path / "c", cache, "--link", "hardlink")
     assert install_json(locked_workspace, tmp_path / "d", cache, "--link", "hardlink")["cache"]["hashed_files"] == 0
+    shutil.rmtree(tmp_path / "c")
+    shutil.rmtree(tmp_path / "d")
+    assert install_json(locked_workspace, tmp_path / "f", cache, "--link", "hardlink")["cache"]["hashed_files"] == 0
 
     # same size, same mtime, other bytes: the ctime still gives it away
     cached = cache / "pkgs" / ENTRY / README
@@ -238,7 +242,9 @@ def test_cache_verify_repair_without_a_known_origin_removes_the_entry(
 ) -> None:
     cache = tmp_path / "cache"
     install_json(locked_workspace, tmp_path / "env", cache)
-    (cache / "verified" / f"{ENTRY}.json").unlink()  # e.g. an entry py-rattler or pixi put there
+    memos = json.loads((cache / "verified.json").read_text())
+    del memos["entries"][ENTRY]  # e.g. an entry py-rattler or pixi put there
+    (cache / "verified.json").write_text(json.dumps(memos))
     (cache / "pkgs" / ENTRY / README).write_text("damaged\n")
     result = cache_verify(cache, "--repair")
     assert result.returncode == 0, result.stderr
