@@ -1,7 +1,7 @@
 """Time a lock of both flavors on the conda-forge subset in tests/data/channels (cold and warm).
 
 cold: a fresh process, no previous pixi.lock (full solve, repodata read from disk);
-warm: in one process, re-locking with the previous lock as preferences (what `lock --check` does).
+warm: in one process, re-locking with the previous lock as preferences (an unchanged lock is re-solved the same).
 
     python bench/lock.py [--repeat 5]
 """

@@ -6,6 +6,7 @@ pixi.toml and a folder here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from cli.lockengine.manifest import Workspace
 FLAVORS_DIR = "flavors"
 METADATA_NAME = "metadata.yml"
 RUNTIME_NAME = "runtime.yml"
+# Where pixi puts a flavor's environment (`cli install`'s own default place is ENVS_DIR, below).
+PIXI_ENVS_DIR = Path(".pixi") / "envs"
+ENVIRONMENT_KEY = "environment"
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Environments that are tools, not runner flavors.
 NON_FLAVOR_ENVIRONMENTS = frozenset({"default", "dev"})
 
@@ -35,6 +40,39 @@ class Flavor:
     @property
     def environment(self) -> str:
         return self.name
+
+
+def pixi_prefix(workspace: Workspace, flavor: str) -> Path:
+    """Where `pixi install -e FLAVOR` puts it."""
+    return workspace.root / PIXI_ENVS_DIR / flavor
+
+
+def environment_defaults(flavor: Flavor) -> dict[str, str]:
+    """`environment:` of flavors/<name>/runtime.yml: variables the image sets (and `cli run` too) unless given."""
+    import yaml
+
+    path = flavor.runtime_path
+    if not path.is_file():
+        return {}
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UserError(f"not valid YAML: {error}".replace("\n", " "), path=path, fix="correct the syntax") from None
+    table = document.get(ENVIRONMENT_KEY) if isinstance(document, dict) else None
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise UserError(f"'{ENVIRONMENT_KEY}' is not a mapping", path=path, fix="write it as NAME: value lines")
+    variables = {}
+    for name, value in table.items():
+        if not isinstance(name, str) or not VARIABLE_NAME.match(name):
+            raise UserError(f"'{ENVIRONMENT_KEY}.{name}' is not a variable name", path=path, fix="use NAME_LIKE_THIS")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str | int | float):
+            raise UserError(f"'{ENVIRONMENT_KEY}.{name}' is not a plain value", path=path, fix="quote it as a string")
+        variables[name] = str(value)
+    return variables
 
 
 def flavor_folders(workspace: Workspace) -> dict[str, Path]:

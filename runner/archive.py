@@ -13,6 +13,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from runner.contract import PARTIAL_SUFFIX
 from runner.logs import log
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -20,11 +21,22 @@ ZIP64_LIMIT = (1 << 31) - 1
 
 
 def zip_folder(folder: Path, archive: Path) -> tuple[int, int]:
-    """Zip `folder`'s content into `archive`; returns (files, bytes of content).
+    """Zip `folder`'s content into `archive`, complete or not at all; returns (files, bytes of content).
 
-    Written in place, not via a rename: outputs are read only after the runner exits, and a
-    rename costs milliseconds per archive on overlay file systems (the 100 ms budget again).
+    Written as `.<name>.partial` next to it, then renamed: a job killed while zipping (oSPARC
+    cancels with SIGKILL) leaves no truncated archive under the output port's name.
     """
+    partial = archive.with_name(f".{archive.name}{PARTIAL_SUFFIX}")
+    try:
+        counts = _write_zip(folder, partial)
+        os.replace(partial, archive)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def _write_zip(folder: Path, archive: Path) -> tuple[int, int]:
     entries: list[tuple[str, Path | None]] = []  # (name in the archive, file or None for a folder)
     for root, _dirs, names in os.walk(folder):
         relative_root = Path(root).relative_to(folder)

@@ -14,7 +14,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from runner.requirements import canonical_name
+from runner.requirements import canonical_name, is_version
 
 
 class Distribution:
@@ -104,8 +104,6 @@ class BaseEnvironment:
 
     def pins(self) -> str:
         """`name==version` of every base distribution, for `uv pip ... -c`."""
-        from runner.pep440 import is_version
-
         lines = [f"{key}=={d.version}" for key, d in sorted(self.distributions.items()) if is_version(d.version)]
         return "".join(line + "\n" for line in lines)
 

@@ -16,10 +16,11 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from runner import seal
 
 MARKER = "overlay.json"
 DEFAULT_MAX_AGE_DAYS = 30.0
@@ -190,7 +191,7 @@ class Cache:
                 if not build.acquire(blocking=False):
                     continue
                 try:
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                    seal.remove(entry.path)
                     for lock in (use, build):
                         lock.path.unlink(missing_ok=True)
                 finally:

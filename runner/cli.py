@@ -1,12 +1,15 @@
 """Command line of the runner.
 
-    python -m runner [run] [--entrypoint FILE] [--timeout SECONDS] [--overlay-policy protect|override] [-- ARGS...]
+    python -m runner [run] [--entrypoint FILE] [--timeout SECONDS] [--overlay-policy protect|override]
+                     [--clean-outputs] [-- ARGS...]
     python -m runner cache list [--json]
     python -m runner cache prune [--all] [--older-than DAYS] [--dry-run]
 
 Settings also come from the environment (the oSPARC way): INPUT_FOLDER, OUTPUT_FOLDER,
-INPUT_1..5, RUNNER_ENTRYPOINT, RUNNER_TIMEOUT, RUNNER_OVERLAY_POLICY, RUNNER_CACHE_DIR,
-RUNNER_UV, RUNNER_WORK_DIR, RUNNER_BASE_PREFIX, RUNNER_KILL_GRACE, RUNNER_LOG_LEVEL.
+LOG_FOLDER, INPUT_1..5, SC_COMP_SERVICES_SCHEDULED_AS, SIMCORE_NANO_CPUS_LIMIT,
+SIMCORE_MEMORY_BYTES_LIMIT, RUNNER_ENTRYPOINT, RUNNER_TIMEOUT, RUNNER_OVERLAY_POLICY,
+RUNNER_CLEAN_OUTPUTS, RUNNER_CACHE_DIR, RUNNER_UV, RUNNER_WORK_DIR, RUNNER_BASE_PREFIX,
+RUNNER_KILL_GRACE, RUNNER_HEARTBEAT_SECONDS, RUNNER_LOG_LEVEL (see runner/README.md).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 EPILOG = (
-    "Environment: INPUT_FOLDER, OUTPUT_FOLDER (required), INPUT_1..5, RUNNER_ENTRYPOINT, RUNNER_TIMEOUT, "
-    "RUNNER_OVERLAY_POLICY, RUNNER_CACHE_DIR, RUNNER_UV, RUNNER_WORK_DIR, RUNNER_BASE_PREFIX, "
-    "RUNNER_KILL_GRACE, RUNNER_LOG_LEVEL; uv honours UV_INDEX_URL, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, UV_OFFLINE."
+    "Environment: INPUT_FOLDER, OUTPUT_FOLDER (required), LOG_FOLDER, INPUT_1..5, SC_COMP_SERVICES_SCHEDULED_AS, "
+    "SIMCORE_NANO_CPUS_LIMIT, SIMCORE_MEMORY_BYTES_LIMIT, RUNNER_ENTRYPOINT, RUNNER_TIMEOUT, RUNNER_OVERLAY_POLICY, "
+    "RUNNER_CLEAN_OUTPUTS, RUNNER_CACHE_DIR, RUNNER_UV, RUNNER_WORK_DIR, RUNNER_BASE_PREFIX, RUNNER_KILL_GRACE, "
+    "RUNNER_HEARTBEAT_SECONDS, RUNNER_LOG_LEVEL; uv honours UV_INDEX_URL, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, "
+    "UV_OFFLINE. See runner/README.md."
 )
 
 
@@ -53,9 +58,16 @@ def _run(arguments: list[str]) -> int:
     parser.add_argument("--entrypoint", help="script to run, relative to the code folder (default: discovered)")
     parser.add_argument("--timeout", type=float, help="seconds before the script is stopped (RUNNER_TIMEOUT)")
     parser.add_argument("--overlay-policy", choices=("protect", "override"), help="RUNNER_OVERLAY_POLICY")
+    parser.add_argument(
+        "--clean-outputs",
+        action="store_true",
+        help="remove what an earlier run left in OUTPUT_FOLDER (RUNNER_CLEAN_OUTPUTS=1); otherwise it is refused",
+    )
     parser.add_argument("--version", action="version", version=f"runner {__version__}")
     options = parser.parse_args(arguments)
-    return run_job(Options(options.entrypoint, options.timeout, options.overlay_policy, script_args))
+    return run_job(
+        Options(options.entrypoint, options.timeout, options.overlay_policy, script_args, options.clean_outputs)
+    )
 
 
 def _cache(arguments: list[str]) -> int:

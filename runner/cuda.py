@@ -117,7 +117,8 @@ def requested_duplicates(requirements: list[Requirement], base: BaseEnvironment)
             target = base.conda_packages.get(requirement.key) or conda_cuda(base)[0]
             found.append(Duplicate(str(requirement), "", _describe(target)))
             continue
-        version = requirement.specifier.lstrip("=") if requirement.specifier.startswith("==") else ""
+        pins = list(requirement.specifier)
+        version = pins[0].version if len(pins) == 1 and pins[0].operator == "==" else ""
         duplicate = duplicate_of(requirement.name, version, base)
         if duplicate:
             found.append(Duplicate(str(requirement), "", duplicate))

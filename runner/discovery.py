@@ -33,12 +33,16 @@ class CodeFolder:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
-def prepare_code(source: Path, work_root: str | None) -> CodeFolder:
-    """The folder to run in: `source` itself, or a work copy with its zip archives unpacked."""
+def prepare_code(source: Path, work_root: str | None, unpack_zips: bool = True) -> CodeFolder:
+    """The folder to run in: `source` itself, or a work copy with its zip archives unpacked.
+
+    `unpack_zips=False` for the flat layout: oSPARC unpacks code zips itself, so a zip still
+    there is a port's data that it kept as a zip on purpose (type data:application/zip).
+    """
     archives = (
         [p for p in sorted(source.iterdir()) if p.is_file() and p.suffix.lower() == ".zip"] if source.is_dir() else []
     )
-    if not archives:
+    if not archives or not unpack_zips:
         return CodeFolder(source, None)
     import tempfile  # only for jobs that ship a zip
 
@@ -95,8 +99,10 @@ def find_entrypoint(folder: Path, override: str | None) -> tuple[Path, str]:
             f"entry point {override} not found in {folder} ({known})", "fix RUNNER_ENTRYPOINT / --entrypoint"
         )
     if not scripts:
+        zips = sorted(p.name for p in folder.glob("*.zip"))
+        kept = f" ({', '.join(zips)} left zipped: in the flat layout a zip is a port's data)" if zips else ""
         raise BadInput(
-            f"no Python script in {folder}",
+            f"no Python script in {folder}{kept}",
             "put one .py file (or a main.py, or a .zip of your code) in input_1, or set RUNNER_ENTRYPOINT",
         )
     if len(scripts) == 1:

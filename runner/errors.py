@@ -1,4 +1,4 @@
-"""Setup failures: each reaches the user as one line `runner: error: <reason> (<fix>)` and a distinct exit code.
+"""Setup failures: each reaches the user as one line `error: runner: <reason> (<fix>)` and a distinct exit code.
 
 The user's own script keeps its exit status; these codes are only for what goes wrong
 before or around it, so a failed setup is never mistaken for a successful run.

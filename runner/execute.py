@@ -3,6 +3,9 @@
 The user's process gets its own process group, so a terminal's Ctrl-C reaches it
 exactly once (through us) and a forwarded SIGTERM also reaches whatever it started
 (data-loader workers, …). Its stdin is /dev/null: a batch job has no one to answer.
+Its output is passed on byte for byte as it arrives (`[PROGRESS] 0.5` lines reach
+oSPARC's progress bar at once), except that a last line without a newline gets one,
+so that the runner's next line starts a line of its own and is classified as such.
 """
 
 from __future__ import annotations
@@ -26,15 +29,27 @@ if TYPE_CHECKING:
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
 
-class Outcome:
-    __slots__ = ("exit_code", "returncode", "seconds", "signals", "timed_out")
+TAIL_BYTES = 8192  # of the script's stderr, kept to explain a failure (ModuleNotFoundError, …)
 
-    def __init__(self, exit_code: int, returncode: int, seconds: float, timed_out: bool, signals: tuple[str, ...]):
+
+class Outcome:
+    __slots__ = ("exit_code", "returncode", "seconds", "signals", "stderr_tail", "timed_out")
+
+    def __init__(
+        self,
+        exit_code: int,
+        returncode: int,
+        seconds: float,
+        timed_out: bool,
+        signals: tuple[str, ...],
+        stderr_tail: bytes = b"",
+    ):
         self.exit_code = exit_code
         self.returncode = returncode
         self.seconds = seconds
         self.timed_out = timed_out
         self.signals = signals
+        self.stderr_tail = stderr_tail
 
 
 class LogTee:
@@ -50,9 +65,10 @@ class LogTee:
             self.handle.flush()
 
 
-def _pump(source: BinaryIO, sink: BinaryIO, tee: LogTee | None) -> None:
+def _pump(source: BinaryIO, sink: BinaryIO, tee: LogTee | None, tail: bytearray | None = None) -> None:
     """Forward each chunk as it arrives (progress bars stay live); the log gets whole lines."""
     pending = b""
+    last = b"\n"
     fd = source.fileno()
     while True:
         try:
@@ -61,20 +77,30 @@ def _pump(source: BinaryIO, sink: BinaryIO, tee: LogTee | None) -> None:
             break
         if not chunk:
             break
-        try:
-            sink.write(chunk)
-            sink.flush()
-        except (OSError, ValueError):
-            pass  # our own stdout closed: keep draining so the user's process does not block
+        _write(sink, chunk)
+        last = chunk[-1:]
+        if tail is not None:
+            tail += chunk
+            del tail[:-TAIL_BYTES]
         if tee is not None:
             pending += chunk
             cut = pending.rfind(b"\n") + 1
             if cut:
                 tee.write_lines(pending[:cut])
                 pending = pending[cut:]
+    if last != b"\n":
+        _write(sink, b"\n")
     if tee is not None and pending:
         tee.write_lines(pending + b"\n")
     source.close()
+
+
+def _write(sink: BinaryIO, data: bytes) -> None:
+    try:
+        sink.write(data)
+        sink.flush()
+    except (OSError, ValueError):
+        pass  # our own stdout closed: keep draining so the user's process does not block
 
 
 def execute(
@@ -109,9 +135,10 @@ def execute(
     handle = log_file.open("ab") if log_file is not None else None
     tee = LogTee(handle) if handle is not None else None
     assert process.stdout is not None and process.stderr is not None
+    tail = bytearray()
     pumps = [
         threading.Thread(target=_pump, args=(process.stdout, sys.stdout.buffer, tee), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, sys.stderr.buffer, tee), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, sys.stderr.buffer, tee, tail), daemon=True),
     ]
     for pump in pumps:
         pump.start()
@@ -121,12 +148,12 @@ def execute(
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            log.error("timeout: the script ran longer than RUNNER_TIMEOUT=%gs; stopping it", timeout)
+            log.warning("RUNNER_TIMEOUT=%gs reached: stopping the script (SIGTERM)", timeout)
             _signal_group(process, signal.SIGTERM)
             try:
                 process.wait(timeout=kill_grace)
             except subprocess.TimeoutExpired:
-                log.error("the script ignored SIGTERM for %gs: killing it", kill_grace)
+                log.warning("the script ignored SIGTERM for %gs: killing it (SIGKILL)", kill_grace)
                 _signal_group(process, signal.SIGKILL)
                 process.wait()
         for pump in pumps:
@@ -139,7 +166,7 @@ def execute(
             handle.close()
     returncode = process.returncode
     exit_code = 128 - returncode if returncode < 0 else returncode
-    return Outcome(exit_code, returncode, time.monotonic() - started, timed_out, tuple(received))
+    return Outcome(exit_code, returncode, time.monotonic() - started, timed_out, tuple(received), bytes(tail))
 
 
 def _signal_group(process: subprocess.Popen[Any], number: int) -> None:

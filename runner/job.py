@@ -1,8 +1,11 @@
-"""One job, start to end: contract → code → script → overlay → execution → zipped outputs → summary.
+"""One job, start to end: contract → resources → code → script → overlay → execution → zipped outputs → record.
 
 Every setup failure ends the job with its one-line reason and a non-zero exit code
 (the public runner logs and swallows them, exiting 0). The outputs are zipped and the
-summary written whatever happened, so a failed job still says why in its logs.
+record written whatever happened, so a failed job still has every output port and says
+why. What the user must know reaches them through the log stream, the only channel
+oSPARC passes back besides the output ports: the resources, the script chosen, the
+overlay's packages, the outputs written and, last, the reason the job ended.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from pathlib import Path
 from runner import __version__
 from runner.archive import zip_folder
 from runner.contract import Contract, child_environment
+from runner.diagnosis import script_ending
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
 from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, OverlayError, RunnerError
 from runner.execute import execute
-from runner.logs import log
+from runner.logs import INFO, log
+from runner.resources import Resources, human_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 RUNNER_ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = "run.json"
 RUN_LOG = "run.log"
+LOCK = "requirements.lock.txt"
+TRUE = ("1", "true", "yes", "on")
 
 
 class Options:
@@ -43,11 +50,25 @@ class Options:
         timeout: float | None = None,
         policy: str | None = None,
         args: list[str] | None = None,
+        clean_outputs: bool = False,
     ) -> None:
         self.entrypoint = entrypoint
         self.timeout = timeout
         self.policy = policy
         self.args = list(args or [])
+        self.clean_outputs = clean_outputs
+
+
+class Ending:
+    """How the job ends: its exit code and the last line that says why."""
+
+    def __init__(self, exit_code: int = 0, line: str = "", failed: bool = False) -> None:
+        self.exit_code = exit_code
+        self.line = line
+        self.failed = failed
+
+    def fail(self, exit_code: int, line: str) -> None:
+        self.exit_code, self.line, self.failed = exit_code, line, True
 
 
 def _now() -> str:
@@ -68,45 +89,48 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
     summary: dict[str, object] = {"runner": __version__, "started_at": _now()}
     durations: dict[str, float] = {}
     contract: Contract | None = None
+    prepared = recorded = False
     code: CodeFolder | None = None
     overlay: Overlay | None = None
-    exit_code = 0
+    ending = Ending()
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         contract = Contract.from_environ(env)
+        contract.claim_outputs(options.clean_outputs or env.get("RUNNER_CLEAN_OUTPUTS", "").lower() in TRUE)
         contract.prepare_outputs()
-        log.attach(contract.logs / RUN_LOG)
-        exit_code, code, overlay = _run(options, env, contract, summary, durations, started)
+        prepared = True
+        recorded = contract.prepare_log_folder()
+        if recorded:
+            log.attach(contract.log_folder / RUN_LOG)
+        summary["folders"] = contract.summary()
+        code, overlay = _run(options, env, contract, summary, durations, started, ending, recorded)
     except RunnerError as error:
-        exit_code = error.exit_code
         summary["error"] = error.one_line()
-        log.error("%s", error.one_line())
+        ending.fail(error.exit_code, error.one_line())
     except (KeyboardInterrupt, Terminated) as error:
-        exit_code = 143 if isinstance(error, Terminated) else 130
         summary["error"] = "interrupted before the script ran"
-        log.error("interrupted (%s) before the script ran", error or "SIGINT")
+        exit_code = 143 if isinstance(error, Terminated) else 130
+        ending.fail(exit_code, f"interrupted ({error or 'SIGINT'}) before the script ran")
     except Exception as error:
-        # A bug of ours must still end as a failed job with a reason and a summary, never as exit 0.
-        import traceback
-
-        traceback.print_exc()
-        exit_code = EXIT_INTERNAL
+        # A bug of ours must still end as a failed job with a reason and a record, never as exit 0.
+        _print_traceback()
         summary["error"] = f"internal error: {type(error).__name__}: {error}"
-        log.error(
-            "internal error: %s: %s (a runner bug: please report it with the traceback above)",
-            type(error).__name__,
-            error,
-        )
+        reason = f"internal error: {type(error).__name__}: {error}"
+        ending.fail(EXIT_INTERNAL, f"{reason} (a runner bug: please report it with the traceback above)")
     finally:
         signal.signal(signal.SIGTERM, previous)
         if overlay is not None:
             overlay.release()
         if code is not None:
             code.cleanup()
-    if contract is not None and contract.logs.is_dir():
-        exit_code = _finish(contract, summary, durations, started, exit_code)
+    if contract is not None and prepared:
+        _finish(contract, summary, durations, started, ending, recorded)
+    if ending.failed:
+        log.error("%s", ending.line)
+    else:
+        log.info("%s", ending.line)
     log.detach()
-    return exit_code
+    return ending.exit_code
 
 
 def _run(
@@ -116,9 +140,26 @@ def _run(
     summary: dict[str, object],
     durations: dict[str, float],
     started: float,
-) -> tuple[int, CodeFolder, Overlay | None]:
+    ending: Ending,
+    recorded: bool,
+) -> tuple[CodeFolder, Overlay | None]:
+    log.info(
+        "osparc runner %s, Python %s (%s); inputs: %s layout in %s; record: %s",
+        __version__,
+        sys.version.split()[0],
+        sys.prefix,
+        contract.layout,
+        contract.input_folder,
+        contract.log_folder if recorded else "the log stream only",
+    )
     timeout = _timeout(options.timeout, env.get("RUNNER_TIMEOUT"))
-    code = prepare_code(contract.code_source(), env.get("RUNNER_WORK_DIR"))
+    resources = Resources.from_environ(env)
+    summary["resources"] = resources.summary()
+    child_env = child_environment(env, contract, RUNNER_ROOT)
+    resources.apply(child_env)
+    with log.heartbeat("preparing the code"):
+        source = contract.code_source()
+        code = prepare_code(source, env.get("RUNNER_WORK_DIR"), unpack_zips=source != contract.input_folder)
     overlay: Overlay | None = None
     try:
         script, how = find_entrypoint(code.path, options.entrypoint or env.get("RUNNER_ENTRYPOINT"))
@@ -126,14 +167,16 @@ def _run(
         summary["script"] = relative
         summary["code_folder"] = str(code.path)
         requirements = find_requirements(code.path)
-        summary["requirements"] = requirements.relative_to(code.path).as_posix() if requirements else None
+        requirements_name = requirements.relative_to(code.path).as_posix() if requirements else None
+        summary["requirements"] = requirements_name
         python = Path(sys.executable)
-        child_env = child_environment(env, contract, RUNNER_ROOT)
         if requirements is not None:
             overlay_started = time.monotonic()
-            overlay = _overlay(requirements, code.path, env, options.policy, summary)
+            with log.heartbeat("building the overlay for " + str(requirements_name)):
+                overlay = _overlay(requirements, code.path, env, options.policy, summary)
             durations["overlay"] = time.monotonic() - overlay_started
             if overlay is not None:
+                _say_overlay(overlay)
                 python = overlay.python
                 if os.path.isdir(os.path.join(sys.prefix, "conda-meta")):
                     # The overlay's sys.prefix is its venv: packages that find their data through
@@ -143,6 +186,7 @@ def _run(
                 child_env["PATH"] = os.pathsep.join([str(overlay.venv / "bin"), child_env.get("PATH", os.defpath)])
         summary["python"] = str(python)
         durations["setup"] = time.monotonic() - started
+        resources.check_gpu(env)
         log.info(
             "running %s (%s) with %s", relative, how, "the overlay" if overlay is not None else "the base environment"
         )
@@ -150,7 +194,7 @@ def _run(
             [str(python), str(script), *options.args],
             cwd=code.path,
             env=child_env,
-            log_file=contract.logs / RUN_LOG,
+            log_file=contract.log_folder / RUN_LOG if recorded else None,
             timeout=timeout,
             kill_grace=_float(env.get("RUNNER_KILL_GRACE"), 10.0),
         )
@@ -158,10 +202,14 @@ def _run(
         summary["returncode"] = outcome.returncode
         summary["timed_out"] = outcome.timed_out
         summary["signals"] = list(outcome.signals)
+        failed, line = script_ending(relative, outcome, requirements_name, resources.memory_bytes, timeout)
         exit_code = EXIT_TIMEOUT if outcome.timed_out else outcome.exit_code
-        if exit_code != 0:
-            log.info("the script exited with status %d", exit_code)
-        return exit_code, code, overlay
+        if failed:
+            summary["error"] = line
+            ending.fail(exit_code, line)
+        else:
+            ending.line = line
+        return code, overlay
     except BaseException:
         if overlay is not None:
             overlay.release()
@@ -206,6 +254,14 @@ def _overlay(
     return overlay
 
 
+def _say_overlay(overlay: Overlay) -> None:
+    """The resolved overlay in the log stream: in oSPARC the user sees no run.json, only the log."""
+    packages = ", ".join(f"{p.get('name')} {p.get('version')}" for p in overlay.packages) or "no packages"
+    how = "reused" if overlay.reused else f"built in {overlay.seconds:.1f} s"
+    shadowed = f"; shadowing the base's {', '.join(overlay.shadowed)}" if overlay.shadowed else ""
+    log.info("overlay %s (%s): %s%s", overlay.key, how, packages, shadowed)
+
+
 def _timeout(option: float | None, text: str | None) -> float | None:
     if option is not None:
         value: float | None = option
@@ -229,47 +285,79 @@ def _float(text: str | None, default: float) -> float:
 
 
 def _finish(
-    contract: Contract, summary: dict[str, object], durations: dict[str, float], started: float, exit_code: int
-) -> int:
-    """Zip every output folder and write the run summary; a failure here fails a run that succeeded."""
+    contract: Contract,
+    summary: dict[str, object],
+    durations: dict[str, float],
+    started: float,
+    ending: Ending,
+    recorded: bool,
+) -> None:
+    """Zip every output folder and write the record; a failure here fails a run that succeeded."""
     zipping = time.monotonic()
-    outputs = []
-    try:
+    outputs: list[dict[str, object]] = []
+    said, failed = [], []
+    with log.heartbeat("zipping the outputs"):
         for folder in contract.outputs:
-            files, size = zip_folder(folder, folder.with_suffix(".zip"))
-            outputs.append({"name": folder.name, "zip": folder.with_suffix(".zip").name, "files": files, "bytes": size})
-    except OSError as error:
-        failure = OutputError(f"cannot zip the outputs: {error}", "check the space and permissions of OUTPUT_FOLDER")
-        log.error("%s", failure.one_line())
-        summary.setdefault("error", failure.one_line())
-        if exit_code == 0:
-            exit_code = failure.exit_code
+            archive = folder.with_suffix(".zip")
+            try:
+                files, size = zip_folder(folder, archive)
+            except OSError as error:
+                failed.append(
+                    f"{archive.name}: {error.strerror or error}" + (f" ({error.filename})" if error.filename else "")
+                )
+                continue
+            outputs.append({"name": folder.name, "zip": archive.name, "files": files, "bytes": size})
+            said.append(f"{archive.name} ({_files(files, size)})")
+    if said:
+        log.info("outputs: %s", ", ".join(said))
+    if failed:
+        reason = f"cannot zip the outputs: {'; '.join(failed)}"
+        _late_failure(ending, summary, OutputError(reason, "check the space and permissions of OUTPUT_FOLDER"))
     durations["outputs"] = time.monotonic() - zipping
     durations["total"] = time.monotonic() - started
     lock_text = summary.pop("overlay_lock", None)
-    if isinstance(lock_text, str) and lock_text:
-        (contract.logs / "requirements.lock.txt").write_text(lock_text, encoding="utf-8")
+    if not recorded:
+        return
     summary.update(
         {
-            "exit_code": exit_code,
-            "status": _status(exit_code, summary),
+            "exit_code": ending.exit_code,
+            "status": _status(ending, summary),
             "outputs": outputs,
             "durations": {name: round(seconds, 3) for name, seconds in durations.items()},
             "finished_at": _now(),
         }
     )
     try:
-        (contract.logs / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if isinstance(lock_text, str) and lock_text:
+            (contract.log_folder / LOCK).write_text(lock_text, encoding="utf-8")
+        (contract.log_folder / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     except OSError as error:
-        log.error("cannot write %s: %s", contract.logs / SUMMARY, error)
-        if exit_code == 0:
-            exit_code = OutputError.exit_code
-    return exit_code
+        _late_failure(ending, summary, OutputError(f"cannot write the run record to {contract.log_folder}: {error}"))
 
 
-def _status(exit_code: int, summary: dict[str, object]) -> str:
+def _late_failure(ending: Ending, summary: dict[str, object], failure: RunnerError) -> None:
+    """A failure after the script: it becomes the job's reason only if nothing failed before."""
+    if ending.failed:
+        log.warning("%s", failure.one_line())
+        return
+    summary["error"] = failure.one_line()
+    ending.fail(failure.exit_code, failure.one_line())
+
+
+def _files(count: int, size: int) -> str:
+    return "empty" if count == 0 else f"{count} file{'' if count == 1 else 's'}, {human_bytes(size)}"
+
+
+def _status(ending: Ending, summary: dict[str, object]) -> str:
     if "returncode" not in summary:
         return "setup-failed"
     if summary.get("timed_out"):
         return "timed-out"
-    return "succeeded" if exit_code == 0 else "failed"
+    return "failed" if ending.failed else "succeeded"
+
+
+def _print_traceback() -> None:
+    """Our own traceback, each line marked as the runner's: a code line like `    0.5 * x` must not read as progress."""
+    import traceback
+
+    log.emit(INFO, "%s", (traceback.format_exc().rstrip(),), always=True)

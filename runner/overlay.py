@@ -14,6 +14,12 @@ reading the installed overlay's metadata (transitive), and refused unless the po
 `override`. Resolution (`uv pip compile --generate-hashes`) and installation (`uv pip
 sync`) are separate steps so that the exact set, with hashes, is known before anything
 is installed: the duplicate-CUDA guard looks at it, and the run summary records it.
+
+Overlays are shared between jobs, so one job must not change what the next one runs:
+uv copies files out of its cache (no shared inode), the overlay is byte-compiled and then
+sealed (`seal.py`: a sha256 of every file, no write permission left), and every reuse
+checks the seal first; a changed overlay is discarded and built again. Packages from an
+index or a URL must be wheels unless the job allows builds (`sources.py`).
 """
 
 from __future__ import annotations
@@ -22,13 +28,12 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from runner import cuda
+from runner import cuda, seal
 from runner.base import BaseEnvironment
 from runner.cache import MARKER, Cache, FileLock, write_atomically
 from runner.errors import BadInput, OverlayError
@@ -36,17 +41,35 @@ from runner.logs import log
 from runner.requirements import InvalidRequirement, Requirement, RequirementSet, canonical_name, parse_requirement
 from runner.uv import Uv, summarize
 
-FORMAT = 1
+FORMAT = 2  # 2: sealed (files.sha256 + read-only), copied from uv's cache, wheels only by default
 PROTECT = "protect"
 OVERRIDE = "override"
 POLICIES = (PROTECT, OVERRIDE)
 PTH_NAME = "_osparc_runner_base.pth"
+UNSEALED = "an older runner made it"
+SEAL_SKIP = frozenset({MARKER})  # the marker records the seal, so it cannot be part of it
 MAX_SHADOW_ROUNDS = 3
 
 CONFLICT_FIX = (
     "relax or remove that line so the locked version is accepted; "
     "or set RUNNER_OVERLAY_POLICY=override to let the overlay shadow the base, at your own risk"
 )
+
+
+RESOLVE_FIX = (
+    "check the package names and versions, and where packages come from (the 'packages from:' line above: "
+    "--index-url/--find-links lines, UV_INDEX_URL, UV_FIND_LINKS, UV_OFFLINE, PIP_INDEX_URL, pip.conf)"
+)
+SOURCE_BUILD_FIX = (
+    "overlays install wheels only by default; to let this job build from source, add '--no-binary NAME' "
+    "(that package) or '--only-binary :none:' (any package) to requirements.txt, or pin a version that has a wheel"
+)
+
+
+def needs_source_build(uv_output: str) -> bool:
+    """Whether uv failed because a package has no wheel and building from source is disabled."""
+    text = uv_output.lower()
+    return "building from source is disabled" in text or "building source distributions is disabled" in text
 
 
 def policy_from(environ: Mapping[str, str], given: str | None = None) -> str:
@@ -78,12 +101,14 @@ class Conflict:
 class Plan:
     """What the overlay must add, decided from requirements.txt and the base before any uv call."""
 
-    def __init__(self, requirements: RequirementSet, policy: str) -> None:
+    def __init__(self, requirements: RequirementSet, policy: str, key: str) -> None:
         self.requirements = requirements
         self.policy = policy
+        self.key = key
         self.satisfied: dict[str, str] = {}  # base packages that requirements.txt names and the base satisfies
         self.conflicts: list[Conflict] = []
         self.needed = False
+        self.compared = False  # False: an overlay for `key` was found, so the comparison with the base was skipped
 
     @property
     def shadowed(self) -> frozenset[str]:
@@ -91,7 +116,7 @@ class Plan:
 
 
 class Overlay:
-    """A complete overlay, held in use (shared lock) until `release`."""
+    """A complete, verified overlay, held in use (shared lock) until `release`."""
 
     def __init__(
         self,
@@ -102,6 +127,7 @@ class Overlay:
         reused: bool,
         seconds: float,
         lock_text: str,
+        sources: dict[str, object],
     ) -> None:
         self.key = key
         self.folder = folder
@@ -112,6 +138,8 @@ class Overlay:
         self.reused = reused
         self.seconds = seconds
         self.lock_text = lock_text
+        self.sources = sources
+        self.rebuilt_because: str | None = None  # what a reuse found changed in the sealed overlay
         self.use_lock: FileLock | None = None
 
     def release(self) -> None:
@@ -119,19 +147,41 @@ class Overlay:
             self.use_lock.release()
 
     def summary(self) -> dict[str, object]:
-        return {
+        summary: dict[str, object] = {
             "key": self.key,
             "path": str(self.folder),
             "reused": self.reused,
             "seconds": round(self.seconds, 3),
             "shadowed": self.shadowed,
             "packages": self.packages,
+            "sources": self.sources,
         }
+        if self.rebuilt_because:
+            summary["rebuilt_because"] = self.rebuilt_because
+        return summary
 
 
 def plan(requirements: RequirementSet, base: BaseEnvironment, policy: str) -> Plan:
+    """What the overlay must hold: an overlay already built for these requirements, or a comparison with the base.
+
+    A finished overlay for the key means the same requirements were compared with the same
+    base (its fingerprint, conda packages and the policy are in the key) and passed: the
+    comparison, which needs `packaging`, is skipped until something must be built.
+    """
+    key = overlay_key(requirements, base, policy)
+    from runner.cache import Cache, default_cache_root
+
+    if Cache(default_cache_root(requirements.environ)).marker(key).is_file():
+        found = Plan(requirements, policy, key)
+        found.needed = True
+        return found
+    return compare(Plan(requirements, policy, key), base)
+
+
+def compare(result: Plan, base: BaseEnvironment) -> Plan:
     """Compare each top-level requirement with the base: satisfied, in conflict, or for the overlay."""
-    result = Plan(requirements, policy)
+    requirements, policy = result.requirements, result.policy
+    result.compared = True
     if requirements.direct:
         result.needed = True
     for requirement in requirements.requirements:
@@ -179,6 +229,7 @@ def overlay_key(requirements: RequirementSet, base: BaseEnvironment, policy: str
         "format": FORMAT,
         "requirements": requirements.normalized(),
         "base": base.fingerprint,
+        "conda": sorted(f"{p.name}-{p.version}-{p.build}" for p in base.conda_packages.values()),
         "python": f"{base.implementation}-{base.version}",
         "policy": policy,
     }
@@ -191,23 +242,41 @@ def ensure_overlay(
     cache: Cache,
     make_uv: Callable[[Path | None], Uv],
 ) -> Overlay:
-    """The overlay for this plan: reused if complete, else built once under the build lock."""
+    """The overlay for this plan: reused if complete and intact, else built once under the build lock.
+
+    An overlay whose files changed since it was sealed is never used: the change is logged,
+    naming a file, and the overlay is discarded and built again.
+    """
     started = time.monotonic()
-    key = overlay_key(the_plan.requirements, base, the_plan.policy)
+    key = the_plan.key
+    sources = the_plan.requirements.sources
+    sources.refuse()
     cache.ensure()
     use = cache.use_lock(key)
     use.acquire(shared=True)
     try:
-        overlay = _reuse(cache, key, started)
+        overlay, problem = _reuse(cache, key, started, sources.record())
         if overlay is None:
             build = cache.build_lock(key)
             if not build.acquire(blocking=False):
                 log.info("waiting for another run to finish building overlay %s", key)
                 build.acquire()
             try:
-                overlay = _reuse(cache, key, started)
+                overlay, problem = _reuse(cache, key, started, sources.record())
                 if overlay is None:
+                    if problem == UNSEALED:
+                        log.warning("overlay %s has no seal (%s): building it again", key, problem)
+                        seal.remove(cache.folder(key))
+                    elif problem:
+                        log.warning(
+                            "overlay %s was changed after it was sealed (%s): discarding it and building it again",
+                            key, problem,
+                        )  # fmt: skip
+                        seal.remove(cache.folder(key))
+                    if not the_plan.compared:
+                        the_plan = compare(the_plan, base)
                     overlay = _build(the_plan, base, cache, key, make_uv, started)
+                    overlay.rebuilt_because = problem
             finally:
                 build.release()
     except BaseException:
@@ -217,12 +286,18 @@ def ensure_overlay(
     return overlay
 
 
-def _reuse(cache: Cache, key: str, started: float) -> Overlay | None:
+def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -> tuple[Overlay | None, str | None]:
+    """The sealed overlay if it is complete and unchanged; else None and what was found changed (None if incomplete)."""
     data = cache.read_marker(key)
     folder = cache.folder(key)
-    python = folder / "venv" / "bin" / "python"
-    if data is None or not python.exists():
-        return None
+    if data is None:
+        return None, None
+    manifest = data.get("manifest_sha256")
+    if data.get("format") != FORMAT or not isinstance(manifest, str):
+        return None, UNSEALED
+    problem = seal.check(folder, manifest, SEAL_SKIP)
+    if problem is not None:
+        return None, problem
     with contextlib.suppress(OSError):
         os.utime(cache.marker(key))  # last use, for `cache prune`
     packages = data.get("packages")
@@ -236,9 +311,10 @@ def _reuse(cache: Cache, key: str, started: float) -> Overlay | None:
         True,
         time.monotonic() - started,
         lock_file.read_text(encoding="utf-8") if lock_file.exists() else "",
+        sources,
     )
-    log.info("overlay %s reused (%d packages)", key, len(overlay.packages))
-    return overlay
+    log.info("overlay %s reused (%d packages, seal checked)", key, len(overlay.packages))
+    return overlay, None
 
 
 def _build(
@@ -252,11 +328,16 @@ def _build(
     folder = cache.folder(key)
     if folder.exists():
         log.warning("overlay %s is half-built (an earlier build was interrupted): rebuilding it", key)
-        shutil.rmtree(folder)
+        seal.remove(folder)
     folder.mkdir(parents=True)
     log.info("building overlay %s", key)
-    uv = make_uv(folder / "uv.log")
     requirements = the_plan.requirements
+    sources = requirements.sources
+    log.info("packages from: %s", sources.describe())
+    if sources.notes:
+        log.info("pip settings with no effect on the overlay: %s", "; ".join(sources.notes))
+    uv = make_uv(folder / "uv.log")
+    uv.environ = sources.uv_environment(uv.environ)
     shadowed = set(the_plan.shadowed)
     extra_lines: list[str] = []
     try:
@@ -267,8 +348,17 @@ def _build(
                 uv.run(["venv", str(venv), "--python", str(base.python), "--no-project", "--quiet"], cwd=folder)
                 _link_base(venv, base)
             if packages:
-                uv.run(["pip", "sync", str(folder / "requirements.lock.txt"), "--python", str(venv / "bin" / "python"),
-                        *requirements.source_args()], cwd=folder)  # fmt: skip
+                # Copies, never links into uv's cache: a job editing its overlay must not edit the cache
+                # (and every overlay later made from it). Byte-compiled: a sealed overlay cannot be written.
+                sync = ["pip", "sync", str(folder / "requirements.lock.txt"), "--python", str(venv / "bin" / "python")]
+                try:
+                    uv.run(
+                        [*sync, "--link-mode", "copy", "--compile-bytecode", *requirements.source_args()], cwd=folder
+                    )
+                except OverlayError as error:
+                    if not needs_source_build(error.details or ""):
+                        raise
+                    raise OverlayError(error.reason, SOURCE_BUILD_FIX, details=error.details) from None
             conflicts = transitive_conflicts(_site_packages(venv), base, requirements.requirements, frozenset(shadowed))
             if not conflicts:
                 break
@@ -299,16 +389,19 @@ def _build(
             "requirements": requirements.requirements_in().splitlines(),
             "shadowed": sorted(shadowed),
             "packages": recorded,
+            "sources": sources.record(),
+            "manifest_sha256": seal.record(folder, SEAL_SKIP),
         }
-        # Written last: its presence is what makes the overlay usable (see cache.py).
+        # Written last: its presence is what makes the overlay usable (see cache.py); then nothing is writable.
         write_atomically(folder / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        seal.make_read_only(folder)
     except BaseException:
         # Remove what we can; a folder left behind has no marker and is rebuilt by the next run.
-        shutil.rmtree(folder, ignore_errors=True)
+        seal.remove(folder)
         raise
     names = ", ".join(f"{p['name']} {p['version']}" for p in recorded)
-    log.info("overlay %s built in %.1f s: %s", key, seconds, names or "nothing to add")
-    return Overlay(key, folder, recorded, sorted(shadowed), False, seconds, lock_text)
+    log.info("overlay %s built and sealed in %.1f s: %s", key, seconds, names or "nothing to add")
+    return Overlay(key, folder, recorded, sorted(shadowed), False, seconds, lock_text, sources.record())
 
 
 def _resolve(
@@ -338,10 +431,10 @@ def _resolve(
     try:
         uv.run([*args, *requirements.source_args(), "--quiet"], cwd=folder)
     except OverlayError as error:
+        output = error.details or error.reason
         raise OverlayError(
-            f"cannot resolve {requirements.path.name}: {summarize(error.details or error.reason)}",
-            "check the package names and versions, and the index settings "
-            "(UV_INDEX_URL, UV_EXTRA_INDEX_URL, UV_FIND_LINKS, UV_OFFLINE, --index-url/--find-links lines)",
+            f"cannot resolve {requirements.path.name}: {summarize(output)}",
+            SOURCE_BUILD_FIX if needs_source_build(output) else RESOLVE_FIX,
             details=error.details,
         ) from None
     lock_text = (folder / "requirements.lock.txt").read_text(encoding="utf-8")
@@ -512,9 +605,11 @@ def transitive_conflicts(
                 if locked is None or requirement.key in shadowed:
                     continue
                 if requirement.satisfied_by(locked.version) is False:
-                    plain = Requirement(requirement.name, requirement.extras, requirement.specifier)
                     conflicts[(key, requirement.key)] = Conflict(
-                        str(plain), locked.name, locked.version, needed_by=f"{dist.name} {dist.version}"
+                        requirement.without_marker(),
+                        locked.name,
+                        locked.version,
+                        needed_by=f"{dist.name} {dist.version}",
                     )
     return list(conflicts.values())
 

@@ -5,6 +5,13 @@ a line that does not parse is reported with its line number before anything is
 installed; a requirement can be compared with the locked base's installed version to
 explain a conflict; and the overlay's cache key is computed from a normalised form, so
 reordering lines or editing comments does not rebuild an overlay.
+
+Two levels. The pip file format (options, includes, continuations, hashes, paths) is
+read here, line by line. Each requirement itself (PEP 440 versions, PEP 508
+requirements and markers) is read by `packaging`, from the base environment (the
+flavors lock it in their `runner` feature), and only when it is needed: to compare
+with the base and to build an overlay. A job whose overlay is cached never imports it
+(about 25 ms here), because the overlay's key comes from the lines' text.
 """
 
 from __future__ import annotations
@@ -12,29 +19,63 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from runner.errors import BadInput
-from runner.markers import InvalidMarker, default_environment, parse_marker
-from runner.pep440 import InvalidSpecifier, InvalidVersion, SpecifierSet, Version
+from runner.errors import BadInput, OverlayError
 
-NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
-_NAME = re.compile(NAME)
-_FULL_NAME = re.compile(rf"^{NAME}$")
-_NAMED_URL = re.compile(rf"^\s*{NAME}\s*(?:\[[^\]]*\])?\s*@")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement as PackagingRequirement
+    from packaging.specifiers import SpecifierSet
+
+    from runner.sources import Sources
+
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^file:")
+_NAMED_URL = re.compile(r"^\s*(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*@")
 _ARCHIVE = re.compile(r"\.(whl|zip|tar\.gz|tgz|tar\.bz2|tar\.xz)$", re.IGNORECASE)
+_SDIST = re.compile(r"^(?P<name>.+?)-[0-9][^-]*\.(zip|tar\.gz|tgz|tar\.bz2|tar\.xz)$", re.IGNORECASE)
 _HASH = re.compile(r"\s+--hash[=\s]\s*(\S+)")
 _ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _COMMENT = re.compile(r"(^|\s+)#.*$")
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
 
 PARSE_FIX = "write one requirement per line in PEP 508 form, e.g. 'requests>=2.31' or 'numpy==2.1.*'"
 
 
 def canonical_name(name: str) -> str:
-    """PEP 503 normalisation: `Foo_Bar.baz` → `foo-bar-baz`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    """PEP 503 normalisation: `Foo_Bar.baz` → `foo-bar-baz`.
+
+    The standard's own one-line rule (what `packaging.utils.canonicalize_name` does): the
+    base's fingerprint needs it on every job, and `packaging.utils` alone imports in ~10 ms.
+    """
+    return _NAME_SEPARATORS.sub("-", name).lower()
+
+
+def _packaging() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+    """The `packaging` modules, imported on first use; a base without them is one overlay error."""
+    try:
+        from packaging import markers, requirements, specifiers, version
+    except ModuleNotFoundError:
+        raise OverlayError(
+            f"requirements.txt needs the 'packaging' library, and the base environment ({sys.prefix}) has none",
+            "add packaging to the flavor's environment (the runner feature in pixi.toml), "
+            "or run on an environment that has it (cli run --python)",
+        ) from None
+    return markers, requirements, specifiers, version
+
+
+def is_version(text: str) -> bool:
+    version = _packaging()[3]
+    try:
+        version.Version(text)
+    except version.InvalidVersion:
+        return False
+    return True
 
 
 class InvalidRequirement(ValueError):
@@ -42,66 +83,71 @@ class InvalidRequirement(ValueError):
 
 
 class Requirement:
-    """One PEP 508 requirement, e.g. `torch[extra]>=2.4 ; sys_platform == "linux"`."""
+    """One PEP 508 requirement (as `packaging` reads it) and where it came from."""
 
-    __slots__ = ("extras", "hashes", "marker", "name", "specifier", "url", "where")
+    __slots__ = ("hashes", "parsed", "where")
 
-    def __init__(
-        self,
-        name: str,
-        extras: tuple[str, ...] = (),
-        specifier: str = "",
-        url: str | None = None,
-        marker: str | None = None,
-        hashes: tuple[str, ...] = (),
-        where: str = "",
-    ) -> None:
-        self.name = name
-        self.extras = extras
-        self.specifier = specifier
-        self.url = url
-        self.marker = marker
+    def __init__(self, parsed: PackagingRequirement, hashes: tuple[str, ...] = (), where: str = "") -> None:
+        self.parsed = parsed
         self.hashes = hashes
         self.where = where
 
     @property
-    def key(self) -> str:
-        return canonical_name(self.name)
+    def name(self) -> str:
+        return self.parsed.name
 
     @property
-    def specifiers(self) -> SpecifierSet:
-        return SpecifierSet(self.specifier)
+    def key(self) -> str:
+        return canonical_name(self.parsed.name)
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        return tuple(sorted(self.parsed.extras))
+
+    @property
+    def specifier(self) -> SpecifierSet:
+        return self.parsed.specifier
+
+    @property
+    def url(self) -> str | None:
+        return self.parsed.url
+
+    @property
+    def marker(self) -> Marker | None:
+        return self.parsed.marker
 
     def applies(self, extras: tuple[str, ...] = ("",)) -> bool:
         """Whether the marker holds on this interpreter for any of `extras` ("" = no extra)."""
-        if not self.marker:
+        marker = self.parsed.marker
+        if marker is None:
             return True
-        node = parse_marker(self.marker)
-        environment = default_environment()
-        return any(node({**environment, "extra": extra}) for extra in extras)
+        markers = _packaging()[0]
+        try:
+            return any(marker.evaluate({"extra": extra}) for extra in extras)
+        except (markers.InvalidMarker, markers.UndefinedComparison, markers.UndefinedEnvironmentName):
+            return True  # let uv decide; it evaluates markers the same way
 
     def satisfied_by(self, version: str) -> bool | None:
-        """True/False, or None when the installed version is not PEP 440 or this is a URL requirement."""
-        if self.url is not None:
+        """True/False, or None when the installed version is not PEP 440 or this is a URL requirement.
+
+        Pre-releases count, as for pip's check of installed distributions: the base's locked
+        version is what it is, whatever the specifier says about choosing new ones.
+        """
+        if self.parsed.url is not None:
             return None
+        versions = _packaging()[3]
         try:
-            return self.specifiers.contains(Version(version))
-        except (InvalidVersion, InvalidSpecifier):
+            return self.parsed.specifier.contains(versions.Version(version), prereleases=True)
+        except versions.InvalidVersion:
             return None
 
+    def without_marker(self) -> str:
+        """`name[extras]specifier`, for messages about a requirement whose marker applied."""
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        return f"{self.name}{extras}{self.parsed.specifier}"
+
     def pep508(self) -> str:
-        text = self.name
-        if self.extras:
-            text += f"[{','.join(self.extras)}]"
-        if self.url is not None:
-            text += f" @ {self.url}"
-            if self.marker:
-                text += " "
-        else:
-            text += self.specifier
-        if self.marker:
-            text += f"; {self.marker}"
-        return text
+        return str(self.parsed)
 
     def line(self) -> str:
         return self.pep508() + "".join(f" --hash={h}" for h in self.hashes)
@@ -111,52 +157,55 @@ class Requirement:
 
 
 def parse_requirement(text: str, where: str = "") -> Requirement:
-    """Parse one PEP 508 string; raises InvalidRequirement with a short reason."""
-    source = text.strip()
-    match = _NAME.match(source)
-    if match is None:
-        raise InvalidRequirement("a requirement must start with a package name")
-    name = match.group(0)
-    rest = source[match.end() :].lstrip()
-    extras: tuple[str, ...] = ()
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0:
-            raise InvalidRequirement("missing ']' after the extras")
-        items = [item.strip() for item in rest[1:end].split(",") if item.strip()]
-        bad = [item for item in items if not _FULL_NAME.match(item)]
-        if bad:
-            raise InvalidRequirement(f"invalid extra name {bad[0]!r}")
-        extras = tuple(items)
-        rest = rest[end + 1 :].lstrip()
-    url: str | None = None
-    marker: str | None = None
-    specifier = ""
-    if rest.startswith("@"):
-        body = rest[1:].strip()
-        # PEP 508: the ';' of a marker must be preceded by whitespace after a URL (URLs may hold ';').
-        split = re.search(r"\s;", body)
-        url, marker = (body[: split.start()].strip(), body[split.end() :].strip()) if split else (body, None)
-        if not url or not _URL_SCHEME.match(url):
-            raise InvalidRequirement(f"'{name} @' must be followed by a URL, got {url!r}")
-    else:
-        spec_text, _, marker_text = rest.partition(";")
-        marker = marker_text.strip() if _ else None
-        spec_text = spec_text.strip()
-        if spec_text.startswith("(") and spec_text.endswith(")"):
-            spec_text = spec_text[1:-1]
+    """Parse one PEP 508 string; raises InvalidRequirement with a one-line reason."""
+    requirements = _packaging()[1]
+    try:
+        parsed = requirements.Requirement(text.strip())
+    except requirements.InvalidRequirement as error:
+        raise InvalidRequirement(_first_line(error)) from None
+    if parsed.url is not None and not _URL_SCHEME.match(parsed.url):
+        raise InvalidRequirement(f"'{parsed.name} @' must be followed by a URL, got {parsed.url!r}")
+    return Requirement(parsed, (), where)
+
+
+def parse_marker(text: str) -> Marker:
+    markers = _packaging()[0]
+    try:
+        return markers.Marker(text)
+    except markers.InvalidMarker as error:
+        raise InvalidRequirement(_first_line(error)) from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class RequirementLine:
+    """A requirement line as written (hashes apart), until `packaging` reads it.
+
+    A `name @ file:...` line has its path already resolved against the file's folder, and
+    its name known (`url_name`), both read from the text.
+    """
+
+    __slots__ = ("hashes", "text", "url", "url_name", "where")
+
+    def __init__(self, text: str, hashes: tuple[str, ...], where: str, url_name: str = "", url: str = "") -> None:
+        self.text = text
+        self.hashes = hashes
+        self.where = where
+        self.url_name = url_name
+        self.url = url
+
+    def normalized(self) -> str:
+        return " ".join(self.text.split()) + "".join(f" --hash={h}" for h in self.hashes)
+
+    def parse(self) -> Requirement:
         try:
-            specifier = str(SpecifierSet(spec_text))
-        except InvalidSpecifier as error:
-            raise InvalidRequirement(str(error)) from None
-    if marker is not None:
-        if not marker:
-            raise InvalidRequirement("empty marker after ';'")
-        try:
-            parse_marker(marker)
-        except InvalidMarker as error:
-            raise InvalidRequirement(str(error)) from None
-    return Requirement(name, extras, specifier, url, marker, (), where)
+            requirement = parse_requirement(self.text, self.where)
+        except InvalidRequirement as error:
+            raise BadInput(f"{self.where}: cannot parse {self.text!r}: {error}", PARSE_FIX) from None
+        requirement.hashes = self.hashes
+        return requirement
 
 
 class DirectReference:
@@ -185,32 +234,85 @@ class RequirementSet:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.files: list[Path] = []
-        self.requirements: list[Requirement] = []
+        self.lines: list[RequirementLine] = []
+        self.constraint_lines: list[RequirementLine] = []
         self.direct: list[DirectReference] = []
-        self.constraints: list[Requirement] = []
         self.index_url: str | None = None
         self.extra_index_urls: list[str] = []
         self.find_links: list[str] = []
         self.no_index = False
         self.uv_flags: list[str] = []
         self.ignored: list[str] = []
+        self.environ: Mapping[str, str] = {}
+        self._sources: Sources | None = None
+        self._requirements: list[Requirement] | None = None
+        self._constraints: list[Requirement] | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not self.requirements and not self.direct
+        return not self.lines and not self.direct
+
+    @property
+    def requirements(self) -> list[Requirement]:
+        """The requirement lines read by `packaging` (first use imports it); a bad line is a BadInput naming it."""
+        if self._requirements is None:
+            for reference in self.direct:
+                if reference.marker:
+                    try:
+                        parse_marker(reference.marker)
+                    except InvalidRequirement as error:
+                        raise BadInput(
+                            f"{reference.where}: cannot parse {reference.line()!r}: {error}", PARSE_FIX
+                        ) from None
+            self._requirements = [line.parse() for line in self.lines]
+        return self._requirements
+
+    @property
+    def constraints(self) -> list[Requirement]:
+        if self._constraints is None:
+            self._constraints = [line.parse() for line in self.constraint_lines]
+        return self._constraints
+
+    @property
+    def sources(self) -> Sources:
+        """Where the overlay's packages come from: this file, uv's variables and pip's settings, merged."""
+        if self._sources is None:
+            from runner.pip_settings import read_pip_settings
+            from runner.sources import resolve_sources
+
+            pip = read_pip_settings(self.environ, Path(sys.prefix))
+            self._sources = resolve_sources(self, self.environ, pip)
+        return self._sources
 
     def source_args(self) -> list[str]:
-        """Index and find-links options for `uv pip compile/sync` (env vars UV_* still apply on top)."""
-        args: list[str] = []
-        if self.index_url:
-            args += ["--index-url", self.index_url]
-        for url in self.extra_index_urls:
-            args += ["--extra-index-url", url]
-        for link in self.find_links:
-            args += ["--find-links", link]
-        if self.no_index:
-            args.append("--no-index")
-        return args + self.uv_flags
+        """Index, find-links, constraints and build options for `uv pip compile/sync`."""
+        return self.sources.args()
+
+    def local_source_names(self) -> list[str]:
+        """Names of the packages this file ships as sources (a folder or an sdist next to the code).
+
+        They are the job's own code, built even under the wheels-only default; uv needs their
+        names for that (`--no-binary NAME`), read without building: pyproject.toml's
+        [project] name, or an sdist's file name.
+        """
+        names = []
+        targets: list[tuple[str | None, str, str]] = [(None, r.target, r.where) for r in self.direct if r.is_local]
+        targets += [(r.url_name, r.url, r.where) for r in self.lines if r.url.startswith("file:")]
+        for name, target, where in targets:
+            path = Path(target.removeprefix("file://").removeprefix("file:"))
+            if path.suffix == ".whl":
+                continue
+            if path.is_dir():
+                name = name or _project_name(path)
+            elif _SDIST.match(path.name):
+                name = name or _SDIST.match(path.name)["name"]  # type: ignore[index]
+            if not name:
+                raise BadInput(
+                    f"{where}: cannot tell the name of the package in {path.name} without building it",
+                    "give it a [project] name in its pyproject.toml, or write the line as 'NAME @ ./path'",
+                )
+            names.append(canonical_name(name))
+        return sorted(set(names))
 
     def requirements_in(self, skip: frozenset[str] = frozenset()) -> str:
         lines = sorted(r.line() for r in self.requirements if r.key not in skip)
@@ -218,7 +320,7 @@ class RequirementSet:
         return "".join(line + "\n" for line in lines)
 
     def constraints_in(self) -> str:
-        return "".join(line + "\n" for line in sorted(c.line() for c in self.constraints))
+        return "".join(line + "\n" for line in sorted(c.normalized() for c in self.constraint_lines))
 
     def normalized(self) -> str:
         """A canonical text of what the overlay must contain; order of requirement lines and comments do not count.
@@ -226,7 +328,8 @@ class RequirementSet:
         Local paths are written relative to requirements.txt's folder: the same code unpacked
         from a zip lands in a new temporary folder on every run and must keep its overlay.
         """
-        parts = ["[sources]", *self.source_args(), "[requirements]", self.requirements_in()]
+        lines = sorted(line.normalized() for line in self.lines) + [d.line() for d in self.direct]
+        parts = ["[sources]", *self.sources.key_lines(), "[requirements]", *lines]
         parts += ["[constraints]", self.constraints_in(), "[local files]", *self._local_digests()]
         root = str(self.path.parent.resolve())
         return "\n".join(parts).replace(root + os.sep, "./").replace(root, ".")
@@ -235,7 +338,7 @@ class RequirementSet:
         """Contents of local packages and find-links folders, so a changed file gives a new overlay."""
         digests = []
         targets = [r.target for r in self.direct if r.is_local and not r.editable]
-        targets += [r.url for r in self.requirements if r.url and r.url.startswith("file:")]
+        targets += [r.url for r in self.lines if r.url.startswith("file:")]
         for target in targets:
             path = Path(target.removeprefix("file://"))
             if path.is_file():
@@ -248,6 +351,19 @@ class RequirementSet:
                 listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
                 digests.append(f"{link} {hashlib.sha256(repr(listing).encode()).hexdigest()}")
         return digests
+
+
+def _project_name(folder: Path) -> str | None:
+    """`[project] name` of a source folder's pyproject.toml, or None when it is not written there."""
+    import tomllib  # only for jobs shipping a source folder
+
+    try:
+        with (folder / "pyproject.toml").open("rb") as handle:
+            project = tomllib.load(handle).get("project")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _tree_digest(folder: Path) -> str:
@@ -273,6 +389,7 @@ def read_requirements(
 ) -> RequirementSet:
     """Parse `path` (and what it includes); every problem is a BadInput naming the file and line."""
     result = RequirementSet(path)
+    result.environ = os.environ if environ is None else environ
     _Reader(result, os.environ if environ is None else environ, display_root or path.parent).read(
         path, constraints=False
     )
@@ -392,36 +509,28 @@ class _Reader:
                     where, text, "a constraints file takes pins, not paths or URLs", "keep only 'name==version' lines"
                 )
             target, _, marker = body.partition(";")
-            marker_text = marker.strip() or None
-            if marker_text:
-                try:
-                    parse_marker(marker_text)
-                except InvalidMarker as error:
-                    raise self.fail(where, text, str(error)) from None
             reference = DirectReference(
-                self.local_target(target.strip(), folder, where, text), False, marker_text, where
+                self.local_target(target.strip(), folder, where, text), False, marker.strip() or None, where
             )
             self.result.direct.append(reference)
             return
-        try:
-            requirement = parse_requirement(body, where)
-        except InvalidRequirement as error:
-            raise self.fail(where, text, str(error)) from None
-        if requirement.url is not None and requirement.url.startswith("file:"):
-            local = self.local_target(requirement.url, folder, where, text)
-            requirement = Requirement(
-                requirement.name, requirement.extras, "", Path(local).as_uri(), requirement.marker, (), where
-            )
-        requirement = Requirement(
-            requirement.name,
-            requirement.extras,
-            requirement.specifier,
-            requirement.url,
-            requirement.marker,
-            hashes,
-            where,
-        )
-        (self.result.constraints if constraints else self.result.requirements).append(requirement)
+        url_name = url = ""
+        named = _NAMED_URL.match(body)
+        if named is not None:
+            # `name @ URL [; marker]`: a marker after a URL must follow whitespace (PEP 508), so the URL is one word.
+            head, rest = body[: named.end()], body[named.end() :].strip()
+            url = rest.split()[0] if rest else ""
+            if not _URL_SCHEME.match(url):
+                raise self.fail(where, text, f"'{named['name']} @' must be followed by a URL, got {url!r}")
+            if url.startswith("file:"):
+                # Resolved against requirements.txt's folder, as pip does for relative paths.
+                resolved = Path(self.local_target(url, folder, where, text)).as_uri()
+                rest = resolved + rest[len(url) :]
+                url = resolved
+            body = f"{head} {rest}"
+            url_name = named["name"]
+        line = RequirementLine(body, hashes, where, url_name, url)
+        (self.result.constraint_lines if constraints else self.result.lines).append(line)
 
     @staticmethod
     def is_direct(body: str) -> bool:

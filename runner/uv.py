@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runner.errors import OverlayError
 from runner.logs import log
+from runner.sources import redact
 
 
 class UvResult:
@@ -56,7 +57,8 @@ class Uv:
     def run(self, args: Sequence[str], cwd: Path, *, check: bool = True) -> UvResult:
         """Run uv, echo its output live as `runner: uv: …` lines, and keep it for error messages."""
         command = [str(self.executable), *args]
-        log.debug("running %s", " ".join(command))
+        shown = redact(" ".join(args))  # index URLs may carry credentials
+        log.debug("running uv %s", shown)
         try:
             process = subprocess.Popen(
                 command,
@@ -74,6 +76,7 @@ class Uv:
         assert process.stdout is not None
         try:
             for line in process.stdout:
+                line = redact(line)
                 lines.append(line)
                 if line.strip():
                     log.info("uv: %s", line.rstrip())
@@ -86,7 +89,7 @@ class Uv:
         output = "".join(lines)
         if self.transcript is not None:
             with self.transcript.open("a", encoding="utf-8") as handle:
-                handle.write(f"$ uv {' '.join(args)}\n{output}[exit {returncode}]\n")
+                handle.write(f"$ uv {shown}\n{output}[exit {returncode}]\n")
         result = UvResult(tuple(args), returncode, output)
         if check and returncode != 0:
             command_name = " ".join(a for a in args[:2] if not a.startswith("-"))

@@ -1,14 +1,12 @@
 """Read any lock file this project meets into one plain shape: environment → platform → packages.
 
-py-rattler reads pixi.lock versions 6 and 7 only; audits must also compare older locks
-and the exports, so this reader works on the YAML (or text) itself:
-
-- pixi.lock versions 4 and 5: `environments.<env>.packages.<platform>` lists `{conda: URL}` or
-  `{pypi: URL}` selectors, resolved against the top-level `packages` list by URL (`kind: conda|pypi`);
-- pixi.lock versions 6 and 7: the same selectors, but each package is keyed by its kind
-  (`- conda: URL` / `- pypi: URL`) and name, version, build and subdir may be left out when the
-  archive's file name gives them. Version 7 adds a top-level `platforms` list whose names may
-  differ from subdirs (`{name: p2, subdir: linux-64}`);
+- pixi.lock, every format rattler_lock reads: read by `cli.lockengine.lockfile` (format 7 as is,
+  older formats normalised by rattler_lock as pixi does), refusing what rattler_lock refuses (a
+  future format, duplicate or invalid platforms). Conda packages (name, version and build from the
+  archive name where the entry leaves them out), v7 conda source packages (`conda_source:`, each
+  variant its own package) and PyPI packages (wheels, sdists, paths, relative and dynamic ones).
+  A platform is keyed by its subdir where the environment has one platform of that subdir
+  (pixi writes named platforms as `p1`, `p2`, …), else by its name;
 - conda-lock.yml (version 1, what `cli export` writes and micromamba installs);
 - `@EXPLICIT` files (one archive URL per line, `#md5` or `#sha256:` fragment).
 """
@@ -26,8 +24,9 @@ import yaml
 from rattler import RepoDataRecord
 
 from cli.errors import UserError
+from cli.lockengine.lockfile import LockData, read_lock_data
 
-PIXI_LOCK_VERSIONS = (4, 5, 6, 7)
+DYNAMIC = "dynamic"
 ARCHIVE_SUFFIXES = (".conda", ".tar.bz2")
 DEFAULT_ENVIRONMENT = "default"
 CONDA = "conda"
@@ -53,15 +52,21 @@ class LockedPackage:
     depends: tuple[str, ...] = ()
     constrains: tuple[str, ...] = ()
     track_features: tuple[str, ...] = ()
+    variant: str = ""  # a conda source package's variant hash (`name[hash] @ path`)
+    source: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.kind, self.name)
+        return (self.kind, f"{self.name}[{self.variant}]" if self.variant else self.name)
 
     @property
     def label(self) -> str:
-        """`name` for conda packages, `name (pypi)` for PyPI ones."""
-        return self.name if self.kind == CONDA else f"{self.name} (pypi)"
+        """`name` for conda packages (`name[variant] (source)` for source ones), `name (pypi)` for PyPI ones."""
+        if self.kind == PYPI:
+            return f"{self.name} (pypi)"
+        if self.source:
+            return f"{self.name}[{self.variant}] (source)" if self.variant else f"{self.name} (source)"
+        return self.name
 
     @property
     def spec(self) -> str:
@@ -170,16 +175,15 @@ def read_snapshot(path: Path) -> LockSnapshot:
             path=path,
             fix="pass a pixi.lock, an envs/<flavor>/conda-lock.yml or an @EXPLICIT file",
         )
-    version = data.get("version")
     if "environments" in data:
-        if version not in PIXI_LOCK_VERSIONS:
-            raise UserError(
-                f"pixi.lock format version {version!r} is not supported",
-                path=path,
-                fix=f"versions {PIXI_LOCK_VERSIONS[0]} to {PIXI_LOCK_VERSIONS[-1]} are read; re-lock with pixi",
-            )
-        return _read_pixi(path, data, int(version))
+        return _read_pixi(path)
     if "package" in data and "metadata" in data:
+        if str(data.get("version")) != "1":
+            raise UserError(
+                f"conda-lock format version {data.get('version')!r} is not read (version 1 is)",
+                path=path,
+                fix="export it again with a conda-lock that writes version 1",
+            )
         return _read_conda_lock(path, data)
     raise UserError(
         "not a lock file (neither pixi.lock, conda-lock.yml nor @EXPLICIT)",
@@ -226,10 +230,11 @@ def _conda_package(entry: dict[str, Any], url: str) -> LockedPackage:
 
 
 def _pypi_package(entry: dict[str, Any], url: str) -> LockedPackage:
+    """A PyPI package; a local source tree records no version (pixi reads it from the tree), shown as `dynamic`."""
     name = _text(entry.get("name"))
-    version = _text(entry.get("version"))
-    if not name or not version:
-        raise ValueError(f"pypi package {url!r} names neither its name nor its version")
+    version = _text(entry.get("version")) or DYNAMIC
+    if not name:
+        raise ValueError(f"pypi package {url!r} names no package")
     hashes: dict[str, Any] = entry["hash"] if isinstance(entry.get("hash"), dict) else {}
     return LockedPackage(
         kind=PYPI,
@@ -243,79 +248,60 @@ def _pypi_package(entry: dict[str, Any], url: str) -> LockedPackage:
     )
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    entry: dict[str, Any]
-    package: LockedPackage
+def _source_package(entry: dict[str, Any], identifier: str) -> LockedPackage:
+    """A v7 `conda_source: "name[hash] @ location"` entry; the hash keeps variants apart."""
+    name, _, rest = identifier.partition("[")
+    variant = rest.split("]")[0] if rest else ""
+    location = identifier.partition(" @ ")[2]
+    return LockedPackage(
+        kind=CONDA,
+        name=name.strip(),
+        version=_text(entry.get("version")) or "",
+        build=_text(entry.get("build")) or "",
+        url=location,
+        subdir=_text(entry.get("subdir")),
+        license=_text(entry.get("license")),
+        depends=_strings(entry.get("depends")),
+        constrains=_strings(entry.get("constrains")),
+        variant=variant,
+        source=True,
+    )
 
 
-def _pixi_candidates(data: dict[str, Any], version: int) -> dict[tuple[str, str], list[_Candidate]]:
-    """(kind, url) → the package entries with that location, in file order."""
-    result: dict[tuple[str, str], list[_Candidate]] = {}
-    for entry in data.get("packages") or []:
-        if not isinstance(entry, dict):
-            raise ValueError(f"package entry {entry!r} is not a mapping")
-        if version >= 6:
-            kind = CONDA if "conda" in entry else PYPI if "pypi" in entry else None
-            url = _text(entry.get(kind)) if kind else None
-        else:
-            kind = _text(entry.get("kind"))
-            url = _text(entry.get("url")) or _text(entry.get("path"))
-        if kind not in (CONDA, PYPI) or not url:
-            continue  # a kind this audit does not know (kept out rather than guessed)
-        package = _conda_package(entry, url) if kind == CONDA else _pypi_package(entry, url)
-        result.setdefault((kind, url), []).append(_Candidate(entry, package))
-    return result
+def _platform_keys(data: LockData, environment: str) -> dict[str, str]:
+    """Lock platform name → the key the audit shows: its subdir where that is unique in the environment."""
+    names = list(data.environments[environment].packages)
+    subdirs = {name: (data.platform(name).subdir if data.platform(name) else name) for name in names}  # type: ignore[union-attr]
+    values = list(subdirs.values())
+    return {name: subdir if values.count(subdir) == 1 else name for name, subdir in subdirs.items()}
 
 
-def _select(candidates: list[_Candidate], selector: dict[str, Any], subdir: str) -> LockedPackage | None:
-    """The candidate a selector means: same name if it gives one, the platform's subdir (or noarch), variants."""
-    name = _text(selector.get("name"))
-    matching = [c for c in candidates if name is None or c.package.name == name]
-    variants = selector.get("variants") if isinstance(selector.get("variants"), dict) else None
-    if variants:
-        matching = [c for c in matching if c.entry.get("variants") == variants] or matching
-    by_subdir = [c for c in matching if c.package.subdir in (subdir, "noarch", None)]
-    chosen = by_subdir or matching
-    return chosen[0].package if chosen else None
-
-
-def _pixi_platform_subdirs(data: dict[str, Any]) -> dict[str, str]:
-    """Version 7 names platforms (`p2` may be `linux-64`); older versions use subdirs as names."""
-    subdirs: dict[str, str] = {}
-    for item in data.get("platforms") or []:
-        if isinstance(item, dict) and item.get("name"):
-            subdirs[str(item["name"])] = str(item.get("subdir") or item["name"])
-    return subdirs
-
-
-def _read_pixi(path: Path, data: dict[str, Any], version: int) -> LockSnapshot:
-    snapshot = LockSnapshot(path, f"pixi.lock v{version}")
+def _read_pixi(path: Path) -> LockSnapshot:
+    data = read_lock_data(path)
+    snapshot = LockSnapshot(path, f"pixi.lock v{data.source_version}")
     try:
-        candidates = _pixi_candidates(data, version)
-        subdirs = _pixi_platform_subdirs(data)
-        environments = data.get("environments") or {}
-        if not isinstance(environments, dict):
-            raise ValueError("environments is not a mapping")
-        for env_name, env in environments.items():
-            env = env or {}
-            snapshot.channels[str(env_name)] = tuple(_channel_url(c) for c in env.get("channels") or [])
-            snapshot.packages.setdefault(str(env_name), {})
-            for platform, selectors in (env.get("packages") or {}).items():
-                platform = str(platform)
-                subdir = subdirs.get(platform, platform)
-                for selector in selectors or []:
-                    kind = CONDA if CONDA in selector else PYPI if PYPI in selector else None
-                    if kind is None:
-                        continue
-                    url = str(selector[kind])
-                    found = _select(candidates.get((kind, url), []), selector, subdir)
-                    if found is None:
-                        raise ValueError(f"environment {env_name} [{platform}] names {url}, which is not in packages")
-                    snapshot.add(str(env_name), platform, found)
+        for env_name, env in data.environments.items():
+            snapshot.channels[env_name] = tuple(env.channel_urls())
+            snapshot.packages.setdefault(env_name, {})
+            keys = _platform_keys(data, env_name)
+            for platform, selectors in env.packages.items():
+                snapshot.packages[env_name].setdefault(keys[platform], {})
+                for kind, identifier in selectors:
+                    entry = data.package((kind, identifier))
+                    if entry is None:
+                        raise ValueError(
+                            f"environment {env_name} [{platform}] names {identifier}, which is not in packages"
+                        )
+                    if kind == CONDA:
+                        package = _conda_package(entry, identifier)
+                    elif kind == "conda_source":
+                        package = _source_package(entry, identifier)
+                    else:
+                        package = _pypi_package(entry, identifier)
+                    snapshot.add(env_name, keys[platform], package)
     except (ValueError, TypeError, AttributeError) as error:
         raise UserError(
-            f"cannot read pixi.lock v{version}: {error}", path=path, fix="restore it from version control"
+            f"cannot read {snapshot.format}: {error}", path=path, fix="restore it from version control"
         ) from error
     return snapshot
 

@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cli.check_report import report_check
-from cli.flavors import discover_flavors, get_flavor
-from cli.lockengine.export import stale_exports, write_exports
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 
@@ -19,14 +16,26 @@ def export_command(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 if an export is missing or stale; write nothing.")
     ] = False,
+    ignore_pypi_errors: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-pypi-errors",
+            help="Leave PyPI packages out of the formats that have no place for them (@EXPLICIT), "
+            "as pixi's export does.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<platform>.explicit from pixi.lock."""
+    """Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<subdir>.explicit from pixi.lock."""
+    from cli.check_report import report_check
+    from cli.flavors import discover_flavors, get_flavor
+    from cli.lockengine.export import stale_exports, write_exports
+
     workspace = workspace_from(manifest_path)
     flavors = [get_flavor(workspace, name) for name in flavor] if flavor else discover_flavors(workspace)
     if check:
         report_check(stale_exports(workspace), as_json, "exports are up to date")
-    written = write_exports(workspace, flavors)
+    written = write_exports(workspace, flavors, ignore_pypi_errors)
     if as_json:
         typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))
     else:

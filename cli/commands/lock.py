@@ -1,4 +1,4 @@
-"""`lock`: solve pixi.toml into pixi.lock."""
+"""`lock`: solve pixi.toml into pixi.lock; `lock --check` judges the lock without solving."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from cli.lockengine.channels import parse_mirrors
-from cli.lockengine.locking import LockRequest, lock_with_pixi, lock_workspace, write_result
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 
@@ -28,7 +25,14 @@ def lock_command(
     platform: Annotated[
         list[str] | None, typer.Option("--platform", "-p", help="Lock only this platform (repeatable).")
     ] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 if the lock would change; write nothing.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Judge pixi.lock against pixi.toml as pixi's --locked does (no solve, no network): "
+            "exit 0 fresh, 1 stale, 2 cannot check.",
+        ),
+    ] = False,
     mirror: Annotated[
         list[str] | None,
         typer.Option(
@@ -43,9 +47,18 @@ def lock_command(
     as_json: JsonOption = False,
 ) -> None:
     """Resolve every environment of pixi.toml for every platform into pixi.lock."""
+    if check and engine is Engine.rattler:
+        raise typer.Exit(_check(manifest_path, environment, as_json))
     workspace = workspace_from(manifest_path)
     if engine is Engine.pixi:
+        from cli.lockengine.locking import lock_with_pixi
+
         raise typer.Exit(lock_with_pixi(workspace, check))
+    from rich.console import Console
+
+    from cli.lockengine.channels import parse_mirrors
+    from cli.lockengine.locking import LockRequest, lock_workspace, write_result
+
     console = Console(stderr=True)
     with console.status("solving", spinner="dots") as status:
         request = LockRequest(
@@ -57,24 +70,56 @@ def lock_command(
             on_solve=lambda env, plat: status.update(f"solving {env} [{plat}]"),
         )
         result = lock_workspace(workspace, request)
-    if not check:
-        write_result(result)
+    write_result(result)
+    if as_json:
+        typer.echo(
+            json.dumps({"lock": str(result.path), "changed": result.changed, "environments": result.solved}, indent=2)
+        )
+        return
+    summary = ", ".join(
+        f"{env} ({', '.join(f'{p}: {n}' for p, n in plats.items())})" for env, plats in result.solved.items()
+    )
+    typer.echo(f"{'wrote' if result.changed else 'unchanged'} {result.path}: {summary}")
+
+
+def _check(manifest_path: Path | None, environments: list[str] | None, as_json: bool) -> int:
+    """Satisfiability only: 0 fresh, 1 stale, 2 cannot check (one line saying why)."""
+    from cli.lockengine.freshness import CannotCheck, lock_mismatches
+    from cli.lockengine.manifest import PyprojectManifest
+
+    try:
+        workspace = workspace_from(manifest_path)
+        for name in environments or []:
+            workspace.resolve(name)
+        problems = lock_mismatches(workspace, None, environments or None)
+    except (CannotCheck, PyprojectManifest) as error:
+        reason = error.reason if isinstance(error, CannotCheck) else error.message
+        if as_json:
+            typer.echo(json.dumps({"check": True, "verdict": "cannot check", "reason": reason}, indent=2))
+        else:
+            typer.echo(f"cannot check: {reason}", err=True)
+        return 2
+    lock_path = workspace.lock_path
     if as_json:
         typer.echo(
             json.dumps(
-                {"lock": str(result.path), "changed": result.changed, "check": check, "environments": result.solved},
+                {
+                    "lock": str(lock_path),
+                    "check": True,
+                    "changed": bool(problems),
+                    "verdict": "stale" if problems else "fresh",
+                    "problems": [str(p) for p in problems],
+                },
                 indent=2,
             )
         )
-    elif check:
-        typer.echo(f"{result.path}: {'out of date' if result.changed else 'up to date'}")
+    elif problems:
+        typer.echo(f"{lock_path}: out of date")
+        for problem in problems:
+            typer.echo(f"  {problem}")
     else:
-        summary = ", ".join(
-            f"{env} ({', '.join(f'{p}: {n}' for p, n in plats.items())})" for env, plats in result.solved.items()
-        )
-        typer.echo(f"{'wrote' if result.changed else 'unchanged'} {result.path}: {summary}")
-    if check and result.changed:
-        raise typer.Exit(1)
+        typer.echo(f"{lock_path}: up to date")
+    return 1 if problems else 0
 
 
 def register(app: typer.Typer) -> None:

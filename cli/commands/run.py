@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from cli.errors import UserError
 from cli.local_run import LocalRun, run_locally
+from cli.lockengine.manifest import Workspace, find_manifest
 from cli.options import ManifestPathOption, workspace_from
 
 
@@ -19,13 +21,30 @@ class OverlayPolicy(StrEnum):
 
 def run_command(
     flavor: Annotated[str, typer.Argument(help="The flavor whose environment runs the job.")],
-    input_folder: Annotated[
-        Path, typer.Option("--input", "-i", help="The job's input folder (the script, or input_1/ … input_5/).")
+    output_folder: Annotated[
+        Path, typer.Option("--output", "-o", help="Where output_1..4, their zips (and logs/) go; must be empty.")
     ],
-    output_folder: Annotated[Path, typer.Option("--output", "-o", help="Where output_1..4, their zips and logs go.")],
+    input_folder: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="The job's input folder: the script and data, or input_1/ … input_5/."),
+    ] = None,
+    ports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--port",
+            help="KEY=FILE (or KEY=VALUE): stage this input port as oSPARC does (repeat per port; instead of --input).",
+        ),
+    ] = None,
+    staging: Annotated[
+        Path | None, typer.Option("--staging", help="Stage the --port inputs into this folder and keep it.")
+    ] = None,
+    log_folder: Annotated[
+        Path | None, typer.Option("--logs", help="LOG_FOLDER: the runner's record (default: OUTPUT/logs).")
+    ] = None,
     script_args: Annotated[list[str] | None, typer.Argument(help="Arguments for the script (after --).")] = None,
     python: Annotated[
-        Path | None, typer.Option("--python", help="The flavor environment's Python (default: the current one).")
+        Path | None,
+        typer.Option("--python", help="The flavor environment's Python (default: .pixi/envs/FLAVOR, .envs/FLAVOR)."),
     ] = None,
     prefix: Annotated[
         Path | None, typer.Option("--prefix", help="A flavor environment made by `cli install FLAVOR --prefix DIR`.")
@@ -42,22 +61,44 @@ def run_command(
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Overlay cache (default: RUNNER_CACHE_DIR or ~/.cache).")
     ] = None,
+    clean_outputs: Annotated[
+        bool, typer.Option("--clean-outputs", help="Remove what an earlier run left in --output (else refused).")
+    ] = False,
 ) -> None:
     """Run a job locally: no Docker, no root; the exit status is the script's (or the runner's on setup errors)."""
-    workspace = workspace_from(manifest_path)
     request = LocalRun(
         flavor=flavor,
-        input_folder=input_folder,
         output_folder=output_folder,
+        input_folder=input_folder,
+        ports=list(ports or []),
+        staging=staging,
+        log_folder=log_folder,
         python=python,
         prefix=prefix,
         entrypoint=entrypoint,
         timeout=timeout,
         overlay_policy=overlay_policy.value if overlay_policy else None,
         cache_dir=cache_dir,
+        clean_outputs=clean_outputs,
         script_args=list(script_args or []),
     )
-    raise typer.Exit(run_locally(workspace, request))
+    raise typer.Exit(run_locally(_workspace(manifest_path, python), request))
+
+
+def _workspace(manifest_path: Path | None, python: Path | None) -> Workspace | None:
+    """The workspace; none at all is fine only for an explicit --python (the flavor's files are then not read)."""
+    if manifest_path is None:
+        try:
+            find_manifest(None)
+        except UserError as error:
+            if python is not None:
+                return None
+            raise UserError(
+                error.message,
+                path=error.path,
+                fix="run from the workspace root, pass --manifest-path, or pass --python",
+            ) from None
+    return workspace_from(manifest_path)
 
 
 def register(app: typer.Typer) -> None:

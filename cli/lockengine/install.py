@@ -210,6 +210,9 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
     )
     report = install_records(records, request.prefix, options)
     restore_lock_urls(request.prefix, records)
+    from cli.lockengine.pypi import install_locked_pypi
+
+    install_locked_pypi(workspace.root, workspace.lock_path, request.environment, platform, request.prefix)
     return InstallResult(request.prefix, platform, records, report)
 
 

@@ -7,23 +7,26 @@ import logging
 from pathlib import Path
 
 import rattler
-from rattler import Channel, Gateway, MatchSpec, RepoDataRecord, SparseRepoData, Subdir
+from rattler import Channel, ChannelPriority, Gateway, MatchSpec, RepoDataRecord, SparseRepoData, Subdir
 from rattler.exceptions import GatewayError, InvalidMatchSpecError, SolverError
 from rattler.networking import Client, MirrorMiddleware
 
 from cli.errors import SolveError, UserError
 from cli.lockengine.channels import ChannelSource, local_repodata
-from cli.lockengine.manifest import PlatformSpec, ResolvedEnvironment, Workspace
-from cli.lockengine.virtual_packages import virtual_packages
+from cli.lockengine.manifest import CondaSpec, PlatformSpec, ResolvedEnvironment, Workspace
+from cli.lockengine.virtual_packages import solver_virtual_packages
 
 log = logging.getLogger(__name__)
 
 
-def match_specs(specs: dict[str, str], manifest: Path) -> list[MatchSpec]:
+STRATEGIES = {"highest": "highest", "lowest-version": "lowest", "lowest-version-direct": "lowest-direct"}
+
+
+def match_specs(specs: dict[str, CondaSpec] | list[tuple[str, CondaSpec]], manifest: Path) -> list[MatchSpec]:
     result = []
-    for name, spec in sorted(specs.items()):
-        channel, sep, version_build = spec.rpartition("::")
-        text = f"{channel}::{name} {version_build}" if sep else f"{name} {spec}"
+    pairs = specs.items() if isinstance(specs, dict) else specs
+    for name, spec in sorted(pairs, key=lambda pair: (pair[0], pair[1].match_spec(pair[0]))):
+        text = spec.match_spec(name)
         try:
             result.append(MatchSpec(text.strip(), strict=False))
         except (InvalidMatchSpecError, ValueError) as error:
@@ -64,8 +67,11 @@ def solve_platform(
     sources: list[ChannelSource],
     locked: list[RepoDataRecord] | None = None,
     cache_dir: Path | None = None,
+    specs_text: dict[str, CondaSpec] | list[tuple[str, CondaSpec]] | None = None,
 ) -> list[RepoDataRecord]:
-    specs = match_specs(environment.specs_by_platform.get(platform.name, {}), workspace.manifest_path)
+    """`specs_text` replaces the environment's own specs (a solve group solves the union of its members')."""
+    wanted = specs_text if specs_text is not None else environment.specs_by_platform.get(platform.name, {})
+    specs = match_specs(wanted, workspace.manifest_path)
     if not specs:
         return []
     resolved, gateway = _sources(sources, platform.subdir, cache_dir)
@@ -78,7 +84,12 @@ def solve_platform(
                 gateway=gateway,
                 platforms=[Subdir(platform.subdir), Subdir("noarch")],
                 locked_packages=locked or None,
-                virtual_packages=virtual_packages(platform),
+                virtual_packages=solver_virtual_packages(platform.virtual_packages),
+                channel_priority=ChannelPriority.Strict
+                if environment.channel_priority == "strict"
+                else ChannelPriority.Disabled,
+                strategy=STRATEGIES.get(environment.solve_strategy, "highest"),  # type: ignore[arg-type]
+                exclude_newer=environment.exclude_newer,
             )
         )
     except SolverError as error:

@@ -9,7 +9,8 @@ import pytest
 from rattler import Channel, PackageName, SparseRepoData
 
 from cli.cuda import TOOLKIT_MINIMUM_DRIVER, cuda_for_driver, cuda_wheel_library
-from cli.lockengine.lockfile import SolvedEnvironment, find_platform, read_lock, render_lock, write_lock
+from cli.lockengine.lockfile import read_lock_data, write_lock
+from cli.lockengine.locking import conda_entries
 from cli.lockengine.manifest import load_workspace
 from tests.audit.conftest import run_audit, run_cli
 
@@ -17,7 +18,7 @@ from tests.audit.conftest import run_audit, run_cli
 def swap_in_cpu_pytorch(root: Path, channel: Path) -> None:
     """Rewrite pixi.lock as if a CPU build of pytorch had slipped into the CUDA flavor (the lock engine refuses to)."""
     workspace = load_workspace(root)
-    lock = read_lock(workspace)
+    data = read_lock_data(workspace.lock_path)
     cpu = next(
         r
         for r in SparseRepoData(
@@ -25,24 +26,13 @@ def swap_in_cpu_pytorch(root: Path, channel: Path) -> None:
         ).load_records(PackageName("pytorch"))
         if str(r.version) == "2.5.0" and str(r.build).startswith("cpu_")
     )
-    environments = []
-    for name in ("pytorch", "tensorflow"):
-        env = lock.environment(name)
-        assert env is not None
-        lock_platform = find_platform(lock, "linux-64")
-        assert lock_platform is not None
-        records = list(env.conda_repodata_records_for_platform(lock_platform) or [])
-        if name == "pytorch":
-            records = [cpu if r.name.normalized == "pytorch" else r for r in records]
-        spec = workspace.resolve(name).platform("linux-64")
-        environments.append(
-            SolvedEnvironment(
-                name,
-                tuple(str(c) for c in env.channels()),
-                {"linux-64": (spec, list(lock_platform.virtual_packages), records)},
-            )
-        )
-    write_lock(workspace.lock_path, render_lock(environments))
+    (entry,) = conda_entries({cpu.url: cpu}, {}, None).values()
+    data.packages.append(entry)
+    for platform, selectors in data.environments["pytorch"].packages.items():
+        data.environments["pytorch"].packages[platform] = [
+            ("conda", str(entry["conda"])) if "/pytorch-2.5.0-" in ident else (kind, ident) for kind, ident in selectors
+        ]
+    write_lock(workspace.lock_path, data.render())
 
 
 def report(stdout: str) -> dict:

@@ -47,7 +47,7 @@ def test_clean_prefix_passes(capsys: pytest.CaptureFixture[str], audited_workspa
     report = json.loads(outcome.stdout)
     assert report["findings"] == []
     assert report["packages"] == {"installed": 7, "locked": 7}
-    assert report["platform"] == "linux-64"
+    assert report["platform"] == "linux-64-cuda-12"  # pixi's name for { platform = "linux-64", cuda = "12" }
     assert report["stats"]["files_hashed"] > 0
 
 

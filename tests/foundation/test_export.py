@@ -8,7 +8,7 @@ from pathlib import Path
 from conda_lock.lockfile import parse_conda_lock_file
 from rattler.explicit_environment import ExplicitEnvironmentSpec
 
-from tests.support.cli import run_cli
+from tests.support.cli import error_line, run_cli
 from tests.support.locks import lock_records
 
 
@@ -72,3 +72,32 @@ def test_export_check_finds_an_edited_export_and_a_relock(workspace: Path) -> No
     check = run_cli("export", "--check", cwd=workspace)
     assert check.returncode == 1 and "envs/pytorch/conda-lock.yml" in check.stdout
     assert "envs/tensorflow" not in check.stdout  # an unrelated flavor's export stays fresh
+
+
+def test_a_package_without_a_hash_is_one_line_and_exit_2(locked_workspace: Path) -> None:
+    """conda-lock needs a hash per package: refused with the package named, not a pydantic traceback."""
+    lock = locked_workspace / "pixi.lock"
+    lines = lock.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("- conda: ") and "/cudnn-" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("- "))
+    lock.write_text(
+        "".join(
+            lines[:start] + [x for x in lines[start:end] if not x.startswith(("  sha256:", "  md5:"))] + lines[end:]
+        )
+    )
+    before = {p: p.read_bytes() for p in (locked_workspace / "envs").rglob("*") if p.is_file()}
+    result = run_cli("export", cwd=locked_workspace)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert "cudnn-9.1.0-h1_0.conda" in line and "has no sha256 or md5" in line
+    assert "Traceback" not in result.stderr
+    assert {p: p.read_bytes() for p in before} == before  # nothing half-written
+
+
+def test_named_platforms_are_written_as_their_subdir(locked_workspace: Path) -> None:
+    """The fixture's CUDA platform is pixi's `linux-64-cuda-12` (`p1` in the lock); conda tools see linux-64."""
+    assert "- name: p1\n  subdir: linux-64\n" in (locked_workspace / "pixi.lock").read_text()
+    explicit = (locked_workspace / "envs" / "pytorch" / "linux-64.explicit").read_text()
+    assert "# platform: linux-64\n" in explicit
+    conda_lock = (locked_workspace / "envs" / "pytorch" / "conda-lock.yml").read_text()
+    assert "platform: linux-64\n" in conda_lock and "p1" not in conda_lock and "cuda-12" not in conda_lock

@@ -1,4 +1,7 @@
-"""The README's path without Docker: `cli install` a flavor from the lock, then `cli run` a job on that prefix."""
+"""The README's path without Docker: `cli install` a flavor from the lock, then `cli run` a job on it.
+
+`cli install` puts it at the workspace's `.envs/pytorch`, where `cli run pytorch` looks without being told.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ from tests.support.cli import REPO_ROOT, run_cli
 
 
 @pytest.fixture()
-def installed_pytorch(locked_workspace: Path, tmp_path: Path, cuda_override: str) -> Path:
-    prefix = tmp_path / "envs" / "pytorch"
+def installed_pytorch(locked_workspace: Path, cuda_override: str) -> Path:
+    prefix = locked_workspace / ".envs" / "pytorch"  # cli install's default place (cli/flavors.py default_prefix)
     result = run_cli("install", "pytorch", "--prefix", prefix, "--quiet", cwd=locked_workspace)
     assert result.returncode == 0, result.stderr
     return prefix
@@ -30,21 +33,23 @@ def runner_env(tmp_path: Path, wheels: Path | None = None) -> dict[str, str]:
 
 
 def run_job(
-    workspace: Path, prefix: Path, job: Path, output: Path, env: dict[str, str]
+    workspace: Path, prefix: Path | None, job: Path, output: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    return run_cli("run", "pytorch", "--prefix", prefix, "--input", job, "--output", output, cwd=workspace, env=env)
+    where = ["--prefix", prefix] if prefix is not None else []
+    return run_cli("run", "pytorch", *where, "--input", job, "--output", output, cwd=workspace, env=env)
 
 
 def test_shipped_example_runs_on_an_installed_flavor(locked_workspace: Path, installed_pytorch: Path, tmp_path: Path):
     output = tmp_path / "out"
     example = REPO_ROOT / "runner" / "examples" / "hello"
-    result = run_job(locked_workspace, installed_pytorch, example, output, runner_env(tmp_path))
+    result = run_job(locked_workspace, None, example, output, runner_env(tmp_path))  # found at .envs/pytorch
     assert result.returncode == 0, result.stderr
     assert "mean" in result.stdout
     with zipfile.ZipFile(output / "output_1.zip") as archive:
         assert "summary.json" in archive.namelist()
     summary = json.loads((output / "logs" / "run.json").read_text())
     assert summary["exit_code"] == 0
+    assert summary["python"] == str(installed_pytorch / "bin" / "python")
 
 
 def test_overlay_on_an_installed_flavor_and_the_duplicate_cuda_guard(

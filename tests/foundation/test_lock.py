@@ -52,10 +52,13 @@ def test_lock_reads_legacy_system_requirements_tables(
     result = run_cli("lock", cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert locked_builds(workspace / "pixi.lock", "pytorch")["pytorch"].startswith("cuda")
-    # the lock's shared platform entry keeps __cuda even though `default` declares none,
-    # so the fresh lock is in step with pixi.toml for every consumer
-    platform = LockFile.from_path(workspace / "pixi.lock").platforms()[0]
-    assert "__cuda=12" in platform.virtual_packages
+    # pixi migrates [system-requirements] into platforms: the environments that carry them get
+    # their own platform (with __cuda) in the lock, those that do not keep plain linux-64
+    lock = LockFile.from_path(workspace / "pixi.lock")
+    pytorch_env = lock.environment("pytorch")
+    assert pytorch_env is not None
+    (pytorch_platform,) = pytorch_env.platforms()
+    assert "__cuda=12" in pytorch_platform.virtual_packages
     installed = run_cli("install", "pytorch", "--prefix", tmp_path / "env", "--quiet", cwd=workspace)
     assert installed.returncode == 0, installed.stderr
     assert run_cli("lock", "--check", cwd=workspace).returncode == 0
@@ -153,7 +156,7 @@ def test_mirror_solves_from_a_copy_but_records_the_canonical_channel(workspace: 
 def test_written_lock_reads_back_with_rattler(workspace: Path, gpu_channel: Path) -> None:
     assert run_cli("lock", cwd=workspace).returncode == 0
     lock = LockFile.from_path(workspace / "pixi.lock")
-    platform = next(p for p in lock.platforms() if p.name == "linux-64")
+    platform = next(p for p in lock.platforms() if str(p.subdir) == "linux-64")
     env = lock.environment("pytorch")
     assert env is not None
     records = env.conda_repodata_records_for_platform(platform) or []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.wheels import FIXTURE_WHEELS, build_wheel, write_simple_index
+from tests.runner.wheels import FIXTURE_WHEELS, build_wheel, wheel_from_installed, write_simple_index
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +34,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheelhouse")
     for wheel in FIXTURE_WHEELS:
         build_wheel(folder, wheel)
+    wheel_from_installed(folder, "packaging")  # the runner's one dependency, which the flavors lock
     return folder
 
 
@@ -44,7 +45,7 @@ def simple_index(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @dataclass(frozen=True)
 class BaseEnv:
-    """The flavor environment's stand-in: a venv holding basepkg 1.0.
+    """The flavor environment's stand-in: a venv holding basepkg 1.0 and packaging (the flavors lock it too).
 
     A venv on purpose: its interpreter's site-packages differ from its own, the pitfall the overlay must avoid.
     """
@@ -62,7 +63,9 @@ def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Base
     subprocess.run([real_uv(), "venv", str(root), "--python", sys.executable, "--quiet"], check=True, env=env)
     python = root / "bin" / "python"
     subprocess.run(
-        [real_uv(), "pip", "install", "--python", str(python), "basepkg==1.0", "--quiet"], check=True, env=env
+        [real_uv(), "pip", "install", "--python", str(python), "basepkg==1.0", "packaging", "--quiet"],
+        check=True,
+        env=env,
     )
     site_packages = Path(
         subprocess.run(
@@ -143,14 +146,21 @@ def job(tmp_path: Path) -> Job:
 
 @pytest.fixture()
 def runner_env(tmp_path: Path, wheelhouse: Path, uv_recorder: UvRecorder) -> dict[str, str]:
-    """A job's environment: offline uv on the fixture wheels, a private overlay cache, the uv recorder on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_"))}
+    """A job's environment: offline uv on the fixture wheels, a private overlay cache, the uv recorder on PATH.
+
+    pip's settings are switched off (PIP_CONFIG_FILE=/dev/null, no PIP_ variables): the runner
+    honours them, and this machine's pip.conf names extra indexes and constraints. The tests
+    of pip settings put their own back.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_", "PIP_", "UV_"))}
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     env.update(
         {
             "UV_OFFLINE": "1",
             "UV_FIND_LINKS": str(wheelhouse),
+            "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(tmp_path / "uv-cache")),
+            "PIP_CONFIG_FILE": os.devnull,
             "RUNNER_CACHE_DIR": str(tmp_path / "overlay-cache"),
             "PATH": os.pathsep.join([str(uv_recorder.folder), env.get("PATH", os.defpath)]),
         }
@@ -171,6 +181,7 @@ def run_job(job: Job, runner_env: dict[str, str], base_env: BaseEnv) -> RunJob:
 
     def run(*args: str, env: dict[str, str] | None = None, python: Path | None = None, timeout: float = 120):
         full = {**runner_env, "INPUT_FOLDER": str(job.input_folder), "OUTPUT_FOLDER": str(job.output_folder)}
+        full["RUNNER_CLEAN_OUTPUTS"] = "1"  # tests run a job again into the same folder; a used one is refused
         full.update(env or {})
         return subprocess.run(
             runner_command(python or base_env.python, *args),
@@ -185,9 +196,9 @@ def run_job(job: Job, runner_env: dict[str, str], base_env: BaseEnv) -> RunJob:
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The runner's reason: the last line of stderr, which must be its only `runner: error:` line."""
+    """The runner's reason: the last line of stderr, which must be its only `error: runner:` line."""
     lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("runner: error:")]
+    errors = [line for line in lines if line.startswith("error: runner:")]
     assert len(errors) == 1, result.stderr
     assert lines[-1] == errors[0], result.stderr
     return errors[0]

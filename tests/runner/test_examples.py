@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -26,6 +27,27 @@ def test_hello_example(tmp_path: Path, runner_env: dict[str, str], base_env: Bas
     with zipfile.ZipFile(tmp_path / "out" / "output_1.zip") as bundle:
         assert bundle.namelist() == ["summary.json"]
     assert uv_recorder.calls() == []
+
+
+def test_hello_example_staged_flat_as_osparc_stages_it(
+    tmp_path: Path, runner_env: dict[str, str], base_env: BaseEnv
+) -> None:
+    """The repository's own pytorch flavor and its metadata: per-port files in one flat input folder."""
+    ports = ["--port", f"input_1={EXAMPLES / 'hello' / 'input_1' / 'main.py'}"]
+    ports += ["--port", f"input_2={EXAMPLES / 'hello' / 'input_2' / 'numbers.txt'}"]
+    staged, output = tmp_path / "staged", tmp_path / "out"
+    command = [sys.executable, "-m", "cli", "run", "pytorch", *ports, "--staging", str(staged), "-o", str(output)]
+    result = subprocess.run(
+        [*command, "--python", str(base_env.python)], cwd=REPO, env=runner_env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in staged.iterdir()) == ["inputs.json", "main.py", "numbers.txt"]
+    assert json.loads((staged / "inputs.json").read_text()) == {f"input_{n}": None for n in range(3, 6)}
+    summary = json.loads((output / "output_1" / "summary.json").read_text())
+    assert summary["count"] == 11 and summary["mean"] == 4.0
+    assert json.loads((output / "logs" / "run.json").read_text())["folders"]["layout"] == "flat"
+    for n in range(1, 5):
+        assert f"output output_{n}: output_{n}.zip" in result.stderr
 
 
 def test_local_package_example_builds_offline_then_reuses(

@@ -90,10 +90,14 @@ def test_an_uncaught_exception_is_a_failure(job: Job, run_job: RunJob) -> None:
     assert result.returncode == 1
     assert "RuntimeError: boom" in result.stderr
     log = job.log_text().splitlines()
-    assert log[0] == "runner: running main.py (only .py file) with the base environment"
-    assert log[1] == "Traceback (most recent call last):"
-    assert "RuntimeError: boom" in log[-2]
-    assert log[-1] == "runner: the script exited with status 1"
+    assert log[0].startswith("runner: osparc runner ") and "inputs: folders layout" in log[0]
+    assert log[1] == "runner: running main.py (only .py file) with the base environment"
+    assert log[2] == "Traceback (most recent call last):"
+    assert "RuntimeError: boom" in log[-3]
+    assert log[-2].startswith("runner: outputs: output_1.zip (empty)")
+    assert log[-1].startswith("error: runner: main.py exited with status 1 after ")
+    assert log[-1].endswith(" s (its output above says why)")
+    assert result.stderr.splitlines()[-1] == log[-1]
 
 
 def _start(job: Job, env: dict[str, str], python: Path, **kwargs: object) -> subprocess.Popen[str]:

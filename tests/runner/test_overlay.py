@@ -6,12 +6,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import REPO, BaseEnv, Job, RunJob, UvRecorder, error_line, runner_command
+from tests.runner.conftest import REPO, BaseEnv, Job, RunJob, UvRecorder, error_line, real_uv, runner_command
 
 WHERE_SCRIPT = """\
 import json, os, sys
@@ -133,7 +134,7 @@ def test_override_policy_shadows_the_base_with_a_warning(job: Job, run_job: RunJ
     result = run_job(env={"RUNNER_OVERLAY_POLICY": "override"})
     assert result.returncode == 0, result.stderr
     assert (
-        "runner: warning: RUNNER_OVERLAY_POLICY=override: 'basepkg==2.0' will shadow the base's basepkg 1.0"
+        "warning: runner: RUNNER_OVERLAY_POLICY=override: 'basepkg==2.0' will shadow the base's basepkg 1.0"
         in result.stderr
     )
     assert report(job)["basepkg"] == "2.0"
@@ -292,7 +293,7 @@ def test_a_package_that_does_not_exist(job: Job, run_job: RunJob, cache_dir: Pat
     result = run_job()
     assert result.returncode == 3
     line = error_line(result)
-    assert line.startswith("runner: error: cannot resolve requirements.txt:")
+    assert line.startswith("error: runner: cannot resolve requirements.txt:")
     assert "no-such-package-anywhere" in line and "UV_INDEX_URL" in line
     assert "script ran" not in result.stdout
     assert overlays(cache_dir) == []
@@ -437,3 +438,33 @@ def test_an_unusable_cache_folder_is_one_line(job: Job, run_job: RunJob, tmp_pat
     result = run_job(env={"RUNNER_CACHE_DIR": str(blocker / "cache")})
     assert result.returncode == 3
     assert "RUNNER_CACHE_DIR" in error_line(result) and "Traceback" not in result.stderr
+
+
+# --- packaging: only when something must be compared or built -------------------------------------------------------
+
+
+def test_a_cached_overlay_never_imports_packaging(job: Job, run_job: RunJob) -> None:
+    job.write("main.py", WHERE_SCRIPT)
+    job.write("requirements.txt", "userpkg\n")
+    first = run_job()
+    assert first.returncode == 0, first.stderr
+    env = {"PYTHONPROFILEIMPORTTIME": "1"}  # -X importtime for the runner (and the script, which imports none)
+    second = run_job(env=env)
+    assert second.returncode == 0 and "reused" in second.stderr, second.stderr
+    imported = [
+        line.rsplit("|", 1)[-1].strip() for line in second.stderr.splitlines() if line.startswith("import time")
+    ]
+    assert "runner.overlay" in imported
+    assert [name for name in imported if name.startswith("packaging")] == []
+
+
+def test_a_base_without_packaging_is_one_line(job: Job, run_job: RunJob, tmp_path: Path) -> None:
+    bare = tmp_path / "bare-base"
+    subprocess.run([real_uv(), "venv", str(bare), "--python", sys.executable, "--quiet"], check=True)
+    job.write("main.py", WHERE_SCRIPT)
+    job.write("requirements.txt", "userpkg\n")
+    result = run_job(python=bare / "bin" / "python")
+    assert result.returncode == 3
+    line = error_line(result)
+    assert "requirements.txt needs the 'packaging' library" in line and str(bare) in line
+    assert "runner feature in pixi.toml" in line

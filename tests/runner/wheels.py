@@ -1,10 +1,16 @@
-"""Tiny wheels written by hand (zip + METADATA + WHEEL + RECORD) and a PEP 503 index: no network, no build backend."""
+"""Tiny wheels written by hand (zip + METADATA + WHEEL + RECORD) and a PEP 503 index: no network, no build backend.
+
+Also a wheel re-made from a distribution installed here (`wheel_from_installed`): the
+runner needs `packaging` in its base environment, and the tests' base venvs get it
+offline from the copy the test environment already has.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import html
+import importlib.metadata
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -43,14 +49,38 @@ def build_wheel(folder: Path, wheel: FakeWheel) -> Path:
     metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in wheel.requires)
     files[f"{info}/METADATA"] = metadata
     files[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    record = [f"{path},{_record_hash(text.encode())},{len(text.encode())}" for path, text in files.items()]
+    return write_wheel(folder / wheel.file_name, info, {name: text.encode() for name, text in files.items()})
+
+
+def write_wheel(path: Path, info: str, files: dict[str, bytes]) -> Path:
+    """Zip `files` (dist-info included, RECORD made here) into the wheel at `path`."""
+    record = [f"{name},{_record_hash(data)},{len(data)}" for name, data in files.items()]
     record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
-    path = folder / wheel.file_name
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        for name, text in files.items():
-            bundle.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), text)
+    files = {**files, f"{info}/RECORD": ("\n".join(record) + "\n").encode()}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as bundle:
+        for name, data in files.items():
+            bundle.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
     return path
+
+
+def wheel_from_installed(folder: Path, name: str) -> Path:
+    """A pure-Python wheel of the distribution `name` installed in this interpreter (byte code and RECORD left out)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = importlib.metadata.distribution(name)
+    version = dist.version
+    distribution = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
+    info = f"{distribution}-{version}.dist-info"
+    files: dict[str, bytes] = {}
+    for entry in dist.files or ():
+        parts = entry.parts
+        if "__pycache__" in parts or entry.suffix == ".pyc" or parts[-1] in ("RECORD", "INSTALLER", "REQUESTED"):
+            continue
+        if parts[-1] == "direct_url.json" or (parts[0].endswith(".dist-info") and parts[-1] == "WHEEL"):
+            continue
+        target = "/".join((info, *parts[1:])) if parts[0].endswith(".dist-info") else "/".join(parts)
+        files[target] = Path(str(entry.locate())).read_bytes()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    return write_wheel(folder / f"{distribution}-{version}-py3-none-any.whl", info, files)
 
 
 def write_simple_index(wheels: Path, index: Path) -> Path:

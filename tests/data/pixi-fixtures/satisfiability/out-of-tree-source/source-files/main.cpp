@@ -1,0 +1,6 @@
+#include <iostream>
+
+int main() {
+    std::cout << "Hello from out-of-tree build!" << std::endl;
+    return 0;
+}
