@@ -37,6 +37,7 @@ from cli.audit.prefix import audit_prefix, default_workers, sha256_of  # noqa: E
 from cli.lockengine.install import InstallRequest, install_environment  # noqa: E402
 from cli.lockengine.locking import LockRequest, lock_workspace, write_result  # noqa: E402
 from cli.lockengine.manifest import load_workspace  # noqa: E402
+from cli.process_exit import run_then_exit  # noqa: E402
 from tests.support.channel import FakePackage, build_channel  # noqa: E402
 
 MANIFEST = """\
@@ -209,4 +210,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_then_exit(main)  # py-rattler ran in this process: see cli/process_exit.py

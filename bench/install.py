@@ -346,4 +346,6 @@ def run(workspace_root: Path, work: Path, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cli.process_exit import run_then_exit
+
+    run_then_exit(main)  # py-rattler ran in this process: see cli/process_exit.py

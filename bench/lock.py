@@ -74,4 +74,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(ROOT))
+    from cli.process_exit import run_then_exit
+
+    run_then_exit(main)  # py-rattler ran in this process: see cli/process_exit.py

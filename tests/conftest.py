@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from cli.process_exit import FinalExit
 from tests.support.channel import build_channel, gpu_stack_packages
 from tests.support.workspace import lock_and_export, write_workspace
+
+# The suite runs py-rattler and rattler-build in this process: end it the way the CLI ends, right
+# before interpreter finalization, which a py-rattler thread can abort (see cli/process_exit.py).
+_FINAL_EXIT = FinalExit()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _FINAL_EXIT.status = int(exitstatus)
 
 
 @pytest.fixture(scope="session", autouse=True)

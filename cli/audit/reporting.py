@@ -1,33 +1,53 @@
 """How audits reach people and machines: rich tables, markdown (for a pull request comment) and JSON.
 
-Every rendering is sorted, so the same audit prints the same bytes.
+Every rendering is sorted, so the same audit prints the same bytes. Written to a pipe or a file,
+nothing wraps: findings are one line each and tables keep their full width, so every path stays
+whole on its line for grep.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from cli.audit.cuda import CudaAudit
-from cli.audit.diff import BOTH, CHANGE_KINDS, LockDiff
+from cli.audit.diff import BOTH, CHANGE_KINDS
 from cli.audit.findings import Finding
-from cli.audit.licenses import LicenceAudit
-from cli.audit.lock import LockAudit
-from cli.audit.prefix import PrefixAudit
 
-WIDTH = 120
+if TYPE_CHECKING:  # each audit's module is imported by the command that runs it, not by every report
+    from cli.audit.cuda import CudaAudit
+    from cli.audit.diff import LockDiff
+    from cli.audit.licenses import LicenceAudit
+    from cli.audit.lock import LockAudit
+    from cli.audit.prefix import PrefixAudit
+
+UNWRAPPED_WIDTH = 1_000_000  # wider than any line a report prints: a pipe or file never wraps
 MARKDOWN_ROWS = 200
 
 
 def console() -> Console:
-    """stdout, markup off (package specs hold brackets); not a terminal: fixed width, no colour, stable output."""
-    probe = Console(markup=False)
-    if probe.is_terminal:
-        return probe
-    return Console(width=WIDTH, no_color=True, highlight=False, soft_wrap=False, markup=False)
+    """stdout, markup off (package specs hold brackets); not a terminal: no wrapping, no colour, stable output."""
+    if stdout_is_terminal():
+        return Console(markup=False)
+    return Console(
+        width=UNWRAPPED_WIDTH,
+        force_terminal=False,  # even with FORCE_COLOR set: a file gets the file layout
+        no_color=True,
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+        emoji=False,
+    )
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout: not a terminal
+        return False
 
 
 def to_json(data: Any) -> str:
@@ -45,8 +65,13 @@ def findings_table(findings: list[Finding], title: str = "Findings") -> Table:
 
 
 def print_findings(out: Console, findings: list[Finding], clean: str) -> None:
+    """A table on a terminal; one line a finding (`check: subject: detail`) in a pipe or file."""
     if findings:
-        out.print(findings_table(findings))
+        if out.is_terminal:
+            out.print(findings_table(findings))
+        else:
+            for finding in findings:
+                out.print(finding.line().replace("\n", " "))
         out.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}")
     else:
         out.print(clean)

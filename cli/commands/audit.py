@@ -13,12 +13,6 @@ from typing import Annotated
 import typer
 
 from cli.audit import reporting
-from cli.audit.cuda import audit_cuda
-from cli.audit.diff import diff_files
-from cli.audit.licenses import audit_licences
-from cli.audit.lock import audit_lock
-from cli.audit.prefix import audit_prefix
-from cli.audit.sbom import build_bom, render_bom, write_bom
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
 audit_app = typer.Typer(
@@ -48,6 +42,8 @@ def lock_command(
     as_json: JsonOption = False,
 ) -> None:
     """pixi.lock satisfies pixi.toml; envs/ exports and generated files match it."""
+    from cli.audit.lock import audit_lock  # each subcommand imports only what it uses
+
     workspace = workspace_from(manifest_path)
     result = audit_lock(workspace, environment or None)
     if as_json:
@@ -76,6 +72,8 @@ def prefix_command(
     as_json: JsonOption = False,
 ) -> None:
     """An installed environment against the lock: packages, then every file against its package's hashes."""
+    from cli.audit.prefix import audit_prefix
+
     workspace = workspace_from(manifest_path)
     result = audit_prefix(
         workspace,
@@ -106,6 +104,8 @@ def diff_command(
     as_json: JsonOption = False,
 ) -> None:
     """Added, removed, upgraded, downgraded and rebuilt packages per environment and platform (exit 1 if any)."""
+    from cli.audit.diff import diff_files
+
     result = diff_files(old, new, environment or None, platform or None)
     if as_json:
         typer.echo(reporting.to_json(result.as_dict()))
@@ -127,6 +127,8 @@ def sbom_command(
     as_json: JsonOption = False,
 ) -> None:
     """A CycloneDX 1.6 JSON SBOM of FLAVOR from pixi.lock (purls, hashes, licences, dependencies)."""
+    from cli.audit.sbom import build_bom, render_bom, write_bom
+
     workspace = workspace_from(manifest_path)
     text = render_bom(build_bom(workspace, flavor, platform))
     if output is None:
@@ -151,6 +153,8 @@ def cuda_command(
     as_json: JsonOption = False,
 ) -> None:
     """The CUDA needs of FLAVOR from its lock, whether DRIVER runs it, and no CPU variant in a CUDA lock."""
+    from cli.audit.cuda import audit_cuda
+
     workspace = workspace_from(manifest_path)
     result = audit_cuda(workspace, flavor, driver, platform or None)
     if as_json:
@@ -172,6 +176,8 @@ def licenses_command(
     as_json: JsonOption = False,
 ) -> None:
     """The licence inventory of FLAVOR, grouped by licence and kind."""
+    from cli.audit.licenses import audit_licences
+
     workspace = workspace_from(manifest_path)
     result = audit_licences(workspace, flavor, platform or None, deny or None)
     if as_json:

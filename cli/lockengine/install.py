@@ -18,6 +18,7 @@ never change the cache the next prefix is made from.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -56,7 +57,6 @@ from cli.lockengine.package_cache import (
     refresh_after_linking,
     remember,
 )
-from cli.lockengine.rattler_runtime import run_rattler
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ def _link(
 ) -> None:
     fetched = [RepoDataRecord(r, r.file_name, urls[r.file_name], r.channel) for r in records]
     try:
-        run_rattler(
+        asyncio.run(
             rattler.install(
                 fetched,
                 target_prefix=target,

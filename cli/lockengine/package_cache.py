@@ -38,7 +38,6 @@ from rattler import Client
 from rattler.package_streaming import download_and_extract
 
 from cli.fileio import atomic_write_bytes
-from cli.lockengine.rattler_runtime import run_rattler
 
 log = logging.getLogger(__name__)
 
@@ -540,7 +539,7 @@ def extract_verified(
 
     if not entries:
         return []
-    return list(zip((e for e, _u, _s in entries), run_rattler(run()), strict=True))
+    return list(zip((e for e, _u, _s in entries), asyncio.run(run()), strict=True))
 
 
 def _swap_in(entry: CacheEntry, staging: Path) -> None:

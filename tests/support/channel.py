@@ -6,6 +6,7 @@ indexed with `rattler.index.index_fs`, and served as a `file://` channel.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import rattler_build
 from rattler.index import index_fs
+
+from cli.process_exit import run_then_exit
 
 FIXED_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -214,3 +217,19 @@ def gpu_stack_packages(python_target: str | None = None) -> list[FakePackage]:
         ),
     ]
     return packages
+
+
+def main() -> None:
+    """`python -m tests.support.channel DIR`: the GPU-stack fixture channel built into DIR, as its own process.
+
+    The process ends as the CLI does, right before interpreter finalization (bench/stress_exit.py runs it).
+    """
+    parser = argparse.ArgumentParser(description="Build the GPU-stack fixture channel into CHANNEL.")
+    parser.add_argument("channel", type=Path, help="the channel folder to create")
+    args = parser.parse_args()
+    build_channel(args.channel, gpu_stack_packages())
+    print(args.channel)
+
+
+if __name__ == "__main__":
+    run_then_exit(main)
