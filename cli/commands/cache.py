@@ -19,7 +19,7 @@ from cli.lockengine.package_cache import PackageCache, default_cache_root
 from cli.options import JsonOption
 
 cache_app = typer.Typer(
-    name="cache", help="Check and repair the package cache installs link from.", no_args_is_help=True
+    name="cache", help="Check and repair the package cache that installs link from.", no_args_is_help=True
 )
 
 
