@@ -20,6 +20,15 @@ RUNTIME_NAME = "runtime.yml"
 PIXI_ENVS_DIR = Path(".pixi") / "envs"
 ENVIRONMENT_KEY = "environment"
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Set by the images themselves or by oSPARC's backend: a flavor default for one of them would be wrong or ignored.
+RESERVED_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "CONDA_PREFIX", "RUNNER_PYTHON", "RUNNER_FLAVOR", "RUNNER_HOME", "RUNNER_CACHE_DIR",
+        "INPUT_FOLDER", "OUTPUT_FOLDER", "LOG_FOLDER", "SC_USER_NAME", "SC_USER_ID", "SC_USER_HOME",
+        "SC_COMP_SERVICES_SCHEDULED_AS", "SIMCORE_NANO_CPUS_LIMIT", "SIMCORE_MEMORY_BYTES_LIMIT",
+        "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA",
+    }
+)  # fmt: skip
 # Environments that are tools, not runner flavors.
 NON_FLAVOR_ENVIRONMENTS = frozenset({"default", "dev"})
 
@@ -71,6 +80,14 @@ def environment_defaults(flavor: Flavor) -> dict[str, str]:
             value = "true" if value else "false"
         if not isinstance(value, str | int | float):
             raise UserError(f"'{ENVIRONMENT_KEY}.{name}' is not a plain value", path=path, fix="quote it as a string")
+        if name in RESERVED_VARIABLES:
+            raise UserError(
+                f"'{ENVIRONMENT_KEY}.{name}' is set by the image or by oSPARC, not by a flavor",
+                path=path,
+                fix=f"remove {name}",
+            )
+        if "\n" in str(value):
+            raise UserError(f"'{ENVIRONMENT_KEY}.{name}' spans lines", path=path, fix="give a one-line value")
         variables[name] = str(value)
     return variables
 

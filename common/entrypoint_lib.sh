@@ -1,26 +1,60 @@
 # shellcheck shell=sh
-# Functions of common/entrypoint.sh (POSIX sh), sourced by it and by its tests.
+# Functions of common/entrypoint.sh (POSIX sh), sourced by it, by common/Dockerfile (the base
+# check) and by the tests.
 #
-# Started as root: check that INPUT_FOLDER and OUTPUT_FOLDER are mounted and owned by the
-# same user, make the user scu take that user's UID/GID (a root-owned mount puts scu in
-# group root instead), hand scu its home and the runner cache (nothing else is touched:
-# no walk of the filesystem), then drop root with setpriv and exec the command, so the
-# command is this process and receives the container's signals.
+# Started as root (as oSPARC's backend starts every computational service, with Init and no
+# User): make the user scu take the UID/GID of the owner of OUTPUT_FOLDER (the backend's
+# binds belong to its own user, UID 8004; a local `docker run` brings the caller's folders;
+# a root-owned folder puts scu in group root instead), check that scu can read INPUT_FOLDER
+# and write OUTPUT_FOLDER and LOG_FOLDER, hand scu its home and the runner cache (nothing
+# else is touched: no walk of the filesystem), then drop root with setpriv and exec the
+# command, so the command is this process and receives the container's signals.
 # Started as any other user: exec the command as it is.
+#
+# Lines the backend reads: errors start with "error:", warnings with "warning:" (its log
+# level rule), and no line starts with a digit (its progress rule).
 
 : "${SC_USER_NAME:=scu}"
 : "${SC_USER_HOME:=/home/${SC_USER_NAME}}"
-: "${INPUT_FOLDER:=/input}"
-: "${OUTPUT_FOLDER:=/output}"
+: "${INPUT_FOLDER:=/inputs}"
+: "${OUTPUT_FOLDER:=/outputs}"
+: "${LOG_FOLDER:=}"
 : "${RUNNER_CACHE_DIR:=}"
+
+# What the entrypoint needs from the base image besides /bin/sh and coreutils; the OCI engine
+# checks the same list (cli/oci/base.py ENTRYPOINT_TOOLS).
+EP_TOOLS="setpriv usermod groupmod groupadd getent"
+# Exit statuses: a folder the job cannot use is bad input (as the runner's 2); a broken image is 70.
+EP_EXIT_BAD_FOLDER=2
+EP_EXIT_IMAGE=70
 
 ep_log() {
     printf 'entrypoint: %s\n' "$*" >&2
 }
 
-ep_die() {
-    ep_log "error: $*"
-    exit 1
+# ep_fail STATUS MESSAGE: one line "error: MESSAGE" on stderr, then exit STATUS
+ep_fail() {
+    ep_status=$1
+    shift
+    printf 'error: %s\n' "$*" >&2
+    exit "$ep_status"
+}
+
+# ep_missing_tools: the names of EP_TOOLS not on PATH, space separated (empty when all are there)
+ep_missing_tools() {
+    ep_missing=""
+    for ep_tool in $EP_TOOLS; do
+        command -v "$ep_tool" >/dev/null 2>&1 || ep_missing="${ep_missing:+$ep_missing }$ep_tool"
+    done
+    printf '%s' "$ep_missing"
+}
+
+# ep_require_tools: exit with one line naming every missing tool
+ep_require_tools() {
+    ep_missing=$(ep_missing_tools)
+    [ -z "$ep_missing" ] ||
+        ep_fail "$EP_EXIT_IMAGE" "the base image lacks $ep_missing, which the entrypoint needs" \
+            "(use a base with util-linux, passwd and libc-bin, e.g. docker.io/library/debian:bookworm-slim)"
 }
 
 # ep_owner PATH: "uid:gid" of PATH
@@ -28,17 +62,15 @@ ep_owner() {
     stat -c '%u:%g' "$1"
 }
 
-# ep_mount_owner: "uid:gid" shared by both mounted folders, or exit 1 saying what is wrong
-ep_mount_owner() {
-    for ep_folder in "$INPUT_FOLDER" "$OUTPUT_FOLDER"; do
-        [ -d "$ep_folder" ] ||
-            ep_die "$ep_folder is not mounted (docker run -v <folder>:$ep_folder); its owner tells whose files these are"
-    done
-    ep_in=$(ep_owner "$INPUT_FOLDER")
-    ep_out=$(ep_owner "$OUTPUT_FOLDER")
-    [ "$ep_in" = "$ep_out" ] ||
-        ep_die "$INPUT_FOLDER is owned by $ep_in but $OUTPUT_FOLDER by $ep_out: mount two folders of the same user"
-    printf '%s\n' "$ep_in"
+# ep_describe PATH: "owned by uid:gid, mode NNNN"
+ep_describe() {
+    stat -c 'owned by %u:%g, mode %a' "$1"
+}
+
+# ep_require_folder PATH: exit with one line if PATH is not a folder
+ep_require_folder() {
+    [ -d "$1" ] ||
+        ep_fail "$EP_EXIT_BAD_FOLDER" "$1: no such folder (mount the job's folder there, e.g. docker run -v <folder>:$1)"
 }
 
 # ep_group_name GID: the name of the group with GID, creating one if there is none
@@ -51,10 +83,10 @@ ep_group_name() {
     printf '%s\n' "$ep_name"
 }
 
-# ep_adopt_owner UID GID: make scu the owner of the mounts, or a member of their group if root owns them
+# ep_adopt_owner UID GID: make scu the owner of the outputs, or a member of their group if root owns them
 ep_adopt_owner() {
     if [ "$1" -eq 0 ]; then
-        ep_log "$INPUT_FOLDER is owned by root: adding $SC_USER_NAME to group root"
+        ep_log "$OUTPUT_FOLDER is owned by root: adding $SC_USER_NAME to group root"
         usermod --append --groups root "$SC_USER_NAME"
         if [ "$2" -ne 0 ]; then
             usermod --append --groups "$(ep_group_name "$2")" "$SC_USER_NAME"
@@ -78,37 +110,61 @@ ep_adopt_owner() {
     fi
 }
 
+# ep_user_ids: set ep_uid, ep_gid, ep_groups to scu's current identity
+ep_user_ids() {
+    ep_uid=$(id -u "$SC_USER_NAME")
+    ep_gid=$(id -g "$SC_USER_NAME")
+    ep_groups=$(id -G "$SC_USER_NAME" | tr ' ' ',')
+}
+
+# ep_as_user COMMAND...: run COMMAND as scu (not exec); what the job will be allowed to do
+ep_as_user() {
+    setpriv --reuid="$ep_uid" --regid="$ep_gid" --groups="$ep_groups" --inh-caps=-all -- "$@"
+}
+
+# ep_require_access PATH read|write: exit with one line if scu cannot use PATH that way
+ep_require_access() {
+    if [ "$2" = write ]; then
+        ep_as_user test -w "$1" -a -x "$1" && return 0
+        ep_fail "$EP_EXIT_BAD_FOLDER" "$1: $(ep_describe "$1"), so the job's user $ep_uid:$ep_gid cannot write to it" \
+            "(on the host, give the folder to the job's user, e.g. chown $ep_uid:$ep_gid <folder>, or chmod a+rwx <folder>)"
+    fi
+    ep_as_user test -r "$1" -a -x "$1" && return 0
+    ep_fail "$EP_EXIT_BAD_FOLDER" "$1: $(ep_describe "$1"), so the job's user $ep_uid:$ep_gid cannot read it" \
+        "(on the host, make the folder readable: chmod a+rx <folder>)"
+}
+
+# ep_prepare_log_folder: LOG_FOLDER, when set, exists and is writable by scu
+ep_prepare_log_folder() {
+    [ -n "$LOG_FOLDER" ] || return 0
+    if [ ! -e "$LOG_FOLDER" ]; then
+        mkdir -p "$LOG_FOLDER"
+        chown "$ep_uid:$ep_gid" "$LOG_FOLDER"
+    fi
+    ep_require_folder "$LOG_FOLDER"
+    ep_require_access "$LOG_FOLDER" write
+}
+
 # ep_own_places: give scu its home and the runner cache; only those, and only if not already its own
 ep_own_places() {
-    ep_ids="$(id -u "$SC_USER_NAME"):$(id -g "$SC_USER_NAME")"
     for ep_place in "$SC_USER_HOME" "$RUNNER_CACHE_DIR"; do
         [ -n "$ep_place" ] || continue
         mkdir -p "$ep_place"
-        if [ "$(ep_owner "$ep_place")" != "$ep_ids" ]; then
-            ep_log "chown $ep_ids $ep_place"
+        if [ "$(ep_owner "$ep_place")" != "$ep_uid:$ep_gid" ]; then
+            ep_log "chown $ep_uid:$ep_gid $ep_place"
             # --no-dereference: a symlink in a mounted cache must not hand over its target.
-            chown -R --no-dereference "$ep_ids" "$ep_place"
+            chown -R --no-dereference "$ep_uid:$ep_gid" "$ep_place"
         fi
     done
 }
 
 # ep_exec_as_user COMMAND...: replace this shell with COMMAND running as scu (its UID, GID and groups)
 ep_exec_as_user() {
-    ep_uid=$(id -u "$SC_USER_NAME")
-    ep_gid=$(id -g "$SC_USER_NAME")
-    ep_groups=$(id -G "$SC_USER_NAME" | tr ' ' ',')
     HOME="$SC_USER_HOME"
     USER="$SC_USER_NAME"
     LOGNAME="$SC_USER_NAME"
     export HOME USER LOGNAME
-    if command -v setpriv >/dev/null 2>&1; then
-        exec setpriv --reuid="$ep_uid" --regid="$ep_gid" --groups="$ep_groups" --inh-caps=-all -- "$@"
-    elif command -v gosu >/dev/null 2>&1; then
-        exec gosu "$SC_USER_NAME" "$@"
-    elif command -v su-exec >/dev/null 2>&1; then
-        exec su-exec "$SC_USER_NAME" "$@"
-    fi
-    ep_die "no setpriv (util-linux), gosu or su-exec in the image: cannot drop root"
+    exec setpriv --reuid="$ep_uid" --regid="$ep_gid" --groups="$ep_groups" --inh-caps=-all -- "$@"
 }
 
 ep_main() {
@@ -117,9 +173,16 @@ ep_main() {
         ep_log "started as $(id -u):$(id -g), not root: running the command as it is"
         exec "$@"
     fi
-    ep_ids=$(ep_mount_owner) || exit 1
+    ep_require_tools
+    ep_require_folder "$INPUT_FOLDER"
+    ep_require_folder "$OUTPUT_FOLDER"
+    ep_ids=$(ep_owner "$OUTPUT_FOLDER")
     ep_adopt_owner "${ep_ids%%:*}" "${ep_ids##*:}"
+    ep_user_ids
+    ep_require_access "$INPUT_FOLDER" read
+    ep_require_access "$OUTPUT_FOLDER" write
+    ep_prepare_log_folder
     ep_own_places
-    ep_log "running $* as $(id "$SC_USER_NAME")"
+    ep_log "running $* as $SC_USER_NAME ($ep_uid:$ep_gid, groups $ep_groups)"
     ep_exec_as_user "$@"
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -11,14 +13,26 @@ import typer
 from cli.errors import UserError
 from cli.flavors import get_flavor
 from cli.images import naming
-from cli.images.execute import Job, log_path_for, require_engine, run_jobs
+from cli.images.dockerfiles import materialize
+from cli.images.execute import (
+    BUILDX_HINT,
+    LEGACY_BUILDER_ENV,
+    Job,
+    docker_has_buildx,
+    log_path_for,
+    require_engine,
+    run_jobs,
+)
 from cli.images.freshness import check_fresh
 from cli.images.generated import flavor_specs
+from cli.images.locked_tools import check_locked_tools
 from cli.images.plan import BuildStep, Engine, FlavorSpec, as_text, build_command, build_facts, plan_builds
 from cli.images.plan import push_commands as plan_push_commands
 from cli.lockengine.channels import parse_mirrors
 from cli.lockengine.manifest import Workspace
 from cli.options import JsonOption, ManifestPathOption, workspace_from
+
+log = logging.getLogger(__name__)
 
 
 def select_flavors(workspace: Workspace, target: str) -> list[FlavorSpec]:
@@ -50,6 +64,7 @@ def step_json(step: BuildStep, command: list[str]) -> dict[str, object]:
         "dockerfile": step.dockerfile.as_posix(),
         "build_args": step.build_args,
         "labels": step.labels,
+        "env": step.env,
         "command": command,
     }
 
@@ -96,8 +111,13 @@ def build_images(
     registry = check_registry(push)
     specs = select_flavors(workspace, target)
     check_fresh(workspace, specs)
-    steps = plan_builds(workspace, specs, base_image=base_image, registry=registry, facts=build_facts(workspace, specs))
-    builds = [build_command(step, engine, workspace.root) for step in steps]
+    for spec in specs:
+        check_locked_tools(workspace, spec.name)
+    facts = build_facts(workspace, specs)
+    planned = plan_builds(workspace, specs, base_image=base_image, registry=registry, facts=facts)
+    steps = [materialize(step, workspace.root) for step in planned]
+    buildkit = engine is not Engine.docker or dry_run or docker_uses_buildkit(engine)
+    builds = [build_command(step, engine, workspace.root, buildkit=buildkit) for step in steps]
     pushes = plan_push_commands(steps, engine)
     if dry_run:
         if as_json:
@@ -111,7 +131,8 @@ def build_images(
                 typer.echo(as_text(command))
         return
     require_engine(engine.value)
-    jobs = [Job(f"build {step.name}", command) for step, command in zip(steps, builds, strict=True)]
+    env = None if buildkit else LEGACY_BUILDER_ENV
+    jobs = [Job(f"build {step.name}", command, env) for step, command in zip(steps, builds, strict=True)]
     jobs += [Job(f"push {command[-1]}", command) for command in pushes]
     log_path = log_path_for(workspace.root, target, log_dir)
     run_jobs(jobs, log_path, workspace.root)
@@ -127,6 +148,14 @@ def build_images(
         for command in pushes:
             typer.echo(f"pushed {command[-1]}")
         typer.echo(f"log: {log_path}")
+
+
+def docker_uses_buildkit(engine: Engine) -> bool:
+    """True when docker has buildx; else say once that the legacy builder is used, and how to get BuildKit."""
+    if shutil.which(engine.value) is None or docker_has_buildx(engine.value):
+        return True
+    log.warning("docker has no buildx: building with the legacy builder (%s)", BUILDX_HINT)
+    return False
 
 
 def build_oci(

@@ -1,7 +1,8 @@
 """docker-compose.yml at the workspace root: one build target per image, from the same plan `cli build` runs.
 
 It holds what is fixed by the committed sources (tags, build args, io.simcore.* labels);
-the per-commit provenance labels are added by `cli build` only.
+the per-commit provenance labels, NVIDIA_REQUIRE_CUDA and the flavor's ENV defaults
+(runtime.yml `environment:`) are added by `cli build` only: compose cannot set an image's ENV.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def compose_document(steps: list[BuildStep]) -> dict[str, Any]:
 def render_compose(steps: list[BuildStep], source: str) -> str:
     lines = [
         *header(source),
-        "# Build order: common first (`docker compose build common`), then a flavor; or `python -m cli build`.",
+        "# Build order: common first (`docker compose build common`), then a flavor; or `python -m cli build`,",
+        "# which also sets NVIDIA_REQUIRE_CUDA and the flavor's ENV defaults from runtime.yml.",
     ]
     body = yaml.safe_dump(compose_document(steps), sort_keys=False, width=1_000_000, allow_unicode=True)
     return "\n".join(lines) + "\n" + body

@@ -2,11 +2,16 @@
 
 The log file holds each command and everything the engine printed, so a failed build can be
 read afterwards; the last lines are shown on failure.
+
+A docker without the buildx plugin (Debian's docker.io without docker-buildx, or podman-docker)
+builds with its legacy builder: `docker_has_buildx` tells, and the build then runs with
+DOCKER_BUILDKIT=0 (docker >= 23 refuses to build when BuildKit is asked for and buildx is missing).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from collections import deque
@@ -26,10 +31,15 @@ LOG_DIR = Path("build/logs")
 TAIL_LINES = 20
 
 
+LEGACY_BUILDER_ENV = {"DOCKER_BUILDKIT": "0"}
+BUILDX_HINT = "for BuildKit, install the buildx plugin: apt install docker-buildx on Debian/Ubuntu"
+
+
 @dataclass(frozen=True)
 class Job:
     title: str
     command: list[str]
+    env: dict[str, str] | None = None  # added to this process's environment
 
 
 class BuildFailed(UserError):
@@ -55,6 +65,15 @@ def require_engine(engine: str) -> None:
         raise UserError(f"'{engine}' is not on PATH", fix="install it, or choose the other one with --engine")
 
 
+def docker_has_buildx(docker: str = "docker") -> bool:
+    """Whether `docker buildx` works (BuildKit); False for a docker with only the legacy builder."""
+    try:
+        done = subprocess.run([docker, "buildx", "version"], capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def run_jobs(jobs: list[Job], log_path: Path, cwd: Path, console: Console | None = None) -> None:
     """Run `jobs` in order, stopping at the first failure (raised as BuildFailed naming the log)."""
     console = console or Console(stderr=True)
@@ -76,7 +95,13 @@ def run_jobs(jobs: list[Job], log_path: Path, cwd: Path, console: Console | None
             log_file.flush()
             tail: deque[str] = deque(maxlen=TAIL_LINES)
             process = subprocess.Popen(
-                job.command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+                job.command,
+                cwd=cwd,
+                env={**os.environ, **job.env} if job.env else None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
             )
             assert process.stdout is not None
             for line in process.stdout:

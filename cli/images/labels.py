@@ -3,6 +3,9 @@
 oSPARC's catalog decodes each `io.simcore.<key>` label as JSON and expects `{"<key>": <value>}`
 (what `ooil` writes); `simcore.service.settings` is the JSON list of runtime settings and
 `simcore.service.restart-policy` a plain word.
+
+runtime.yml may also hold `environment:` (read by `cli.flavors.environment_defaults`): not
+labels, but ENV defaults both engines give the image.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def decode_simcore_labels(labels: dict[str, str]) -> dict[str, Any]:
     return document
 
 
-def runtime_labels(path: Path) -> dict[str, str]:
-    """`simcore.service.*` labels from runtime.yml's `settings` and `restart-policy` (other keys are not labels)."""
+def read_runtime(path: Path) -> dict[str, Any]:
+    """runtime.yml as a mapping ({} when the flavor has none)."""
     if not path.is_file():
         return {}
     try:
@@ -53,6 +56,12 @@ def runtime_labels(path: Path) -> dict[str, str]:
         raise UserError(f"not valid YAML: {error}".replace("\n", " "), path=path, fix="correct the syntax") from error
     if not isinstance(document, dict):
         raise UserError("expected a mapping", path=path, fix="write runtime.yml as key: value pairs")
+    return document
+
+
+def runtime_labels(path: Path) -> dict[str, str]:
+    """`simcore.service.*` labels from runtime.yml's `settings` and `restart-policy` (other keys are not labels)."""
+    document = read_runtime(path)
     labels: dict[str, str] = {}
     settings = document.get("settings")
     if settings is not None:

@@ -16,7 +16,7 @@ FLAVOR_DOCKERFILE = Path("flavors/Dockerfile")
 FRAGMENT_NAME = "Dockerfile"
 RUN_SCRIPT = Path("service.cli/run")
 COMPOSE_FILE = Path("docker-compose.yml")
-DEFAULT_BASE_IMAGE = "ubuntu:24.04"
+DEFAULT_BASE_IMAGE = "docker.io/library/ubuntu:24.04"
 # Inside the image (kept in step with common/Dockerfile and flavors/Dockerfile).
 ENV_PREFIX_ROOT = "/opt/conda/envs"
 

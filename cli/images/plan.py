@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from cli.flavors import Flavor
+from cli.flavors import Flavor, environment_defaults
 from cli.images import naming
 from cli.images.labels import runtime_labels, simcore_labels
 from cli.images.metadata import ServiceMetadata, load_metadata
@@ -35,6 +35,8 @@ class FlavorSpec:
     metadata: ServiceMetadata
     labels: dict[str, str]
     fragment: Path | None = None  # relative to the workspace root
+    # The flavor's ENV defaults (runtime.yml `environment:`), set by both engines on the final image.
+    environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, workspace: Workspace, flavor: Flavor) -> FlavorSpec:
@@ -42,7 +44,8 @@ class FlavorSpec:
         labels = {**simcore_labels(metadata), **runtime_labels(flavor.runtime_path), FLAVOR_LABEL: flavor.name}
         fragment = naming.fragment_path(flavor)
         relative = fragment.relative_to(workspace.root) if fragment else None
-        return cls(flavor.name, flavor.folder, metadata, labels, relative)
+        environment = environment_defaults(flavor)
+        return cls(flavor.name, flavor.folder, metadata, labels, relative, environment)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class BuildStep:
     labels: dict[str, str] = field(default_factory=dict)
     flavor: str | None = None
     push: bool = False
+    # ENV the Dockerfile does not spell, appended to it by `cli build` (see cli/images/dockerfiles.py).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def image(self) -> str:
@@ -92,11 +97,14 @@ def flavor_steps(workspace: Workspace, spec: FlavorSpec, registry: str | None = 
         labels=dict(spec.labels),
         flavor=spec.name,
         push=registry is not None,
+        env=dict(spec.environment),
     )
     if spec.fragment is None:
         return [generic]
     base_tag = f"{naming.common_image(workspace).split('/')[0]}/{spec.name}-base:{spec.metadata.version}"
-    base = replace(generic, name=f"{spec.name}-base", tags=(base_tag,), labels={FLAVOR_LABEL: spec.name}, push=False)
+    base = replace(
+        generic, name=f"{spec.name}-base", tags=(base_tag,), labels={FLAVOR_LABEL: spec.name}, push=False, env={}
+    )
     return [
         base,
         replace(generic, dockerfile=spec.fragment, build_args={"FLAVOR": spec.name, "FLAVOR_IMAGE": base_tag}),
@@ -138,11 +146,12 @@ def ignore_file(step: BuildStep, root: Path) -> Path:
     return root / f"{step.dockerfile}.dockerignore"
 
 
-def build_command(step: BuildStep, engine: Engine, root: Path) -> list[str]:
+def build_command(step: BuildStep, engine: Engine, root: Path, *, buildkit: bool = True) -> list[str]:
+    """The engine's build command; `buildkit=False` for a docker without buildx (its legacy builder)."""
     command = [engine.value, "build", "--file", str(root / step.dockerfile)]
     if engine is Engine.podman and ignore_file(step, root).is_file():
         command += ["--ignorefile", str(ignore_file(step, root))]
-    if engine is Engine.docker:
+    if engine is Engine.docker and buildkit:
         command += ["--progress=plain"]
     for tag in step.tags:
         command += ["--tag", tag]
@@ -159,8 +168,8 @@ def push_commands(steps: list[BuildStep], engine: Engine) -> list[list[str]]:
     return [[engine.value, "push", step.tags[-1]] for step in steps if step.push]
 
 
-def commands(steps: list[BuildStep], engine: Engine, root: Path) -> list[list[str]]:
-    return [build_command(step, engine, root) for step in steps] + push_commands(steps, engine)
+def commands(steps: list[BuildStep], engine: Engine, root: Path, *, buildkit: bool = True) -> list[list[str]]:
+    return [build_command(step, engine, root, buildkit=buildkit) for step in steps] + push_commands(steps, engine)
 
 
 def as_text(command: list[str]) -> str:
@@ -168,7 +177,10 @@ def as_text(command: list[str]) -> str:
 
 
 def build_facts(workspace: Workspace, flavors: list[FlavorSpec]) -> BuildFacts:
-    """Provenance of this build: the commit, pixi.lock's commit time, and per flavor its export and CUDA."""
+    """Provenance of this build: the commit, pixi.lock's commit time, and per flavor its export and CUDA.
+
+    The flavor's build args carry CUDA_VERSION (micromamba's __cuda) and NVIDIA_REQUIRE_CUDA, the driver floor.
+    """
     from cli.images import provenance
 
     source = provenance.source_facts(workspace)
@@ -181,7 +193,11 @@ def build_facts(workspace: Workspace, flavors: list[FlavorSpec]) -> BuildFacts:
             **provenance.oci_labels(source, spec.metadata.name, spec.metadata.version),
             **provenance.flavor_labels(facts),
         }
-        flavor_args[spec.name] = {**epoch, **({"CUDA_VERSION": facts.cuda_version} if facts.cuda_version else {})}
+        flavor_args[spec.name] = {
+            **epoch,
+            **({"CUDA_VERSION": facts.cuda_version} if facts.cuda_version else {}),
+            "NVIDIA_REQUIRE_CUDA": provenance.nvidia_require_cuda(facts),
+        }
     return BuildFacts(
         common_labels=provenance.oci_labels(source, f"{workspace.name} common", workspace.version),
         flavor_labels=flavor_labels,

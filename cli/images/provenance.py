@@ -4,6 +4,15 @@
 image-spec annotations; `io.osparc.runner.*` name the flavor, the sha256 of its export,
 the CUDA version of its lock with the minimum driver, and the lock format version.
 `created` is the commit time of pixi.lock, so rebuilding the same commit gives the same labels.
+
+The NVIDIA variables every flavor image sets come from the same facts. oSPARC's backend sends
+no GPU device request: the host's NVIDIA container runtime gives a container the GPUs only
+when the image's environment sets NVIDIA_VISIBLE_DEVICES (as the nvidia/cuda images do), with
+the driver libraries NVIDIA_DRIVER_CAPABILITIES names (`compute,utility`: CUDA and
+nvidia-smi, no graphics). NVIDIA_REQUIRE_CUDA=`cuda>=X.Y` makes that runtime refuse to start
+the job on a driver too old for the lock, instead of a CUDA error deep in the user's script;
+X.Y is the CUDA release of the driver floor that `audit cuda` and the cuda.driver.minimum
+label state (conda-forge's CUDA 12 builds run on any CUDA 12 driver: minor version compatibility).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cli.cuda import DriverRequirement
 from cli.lockengine.manifest import Workspace
 
 log = logging.getLogger(__name__)
@@ -34,6 +44,8 @@ UNKNOWN = "unknown"
 # What an image is built from: a change here that is not committed makes the revision "-dirty".
 BUILD_INPUTS = ("pixi.toml", "pixi.lock", "envs", "flavors", "common", "runner")
 EXPLICIT_PLATFORM = "linux-64"
+NVIDIA_VISIBLE_DEVICES = "all"
+NVIDIA_DRIVER_CAPABILITIES = "compute,utility"
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class FlavorFacts:
     lock_sha256: str
     lock_format_version: int
     cuda_version: str | None
+    # The audit's driver floor (`audit cuda`): the cuda-version package and every __cuda constraint.
+    driver: DriverRequirement | None = None
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -104,12 +118,14 @@ def sha256_file(path: Path) -> str:
 
 def flavor_facts(workspace: Workspace, flavor: str) -> FlavorFacts:
     """Read the lock and the flavor's export (both must exist: the build checks freshness first)."""
+    from cli.audit.cuda import audit_cuda
     from cli.lockengine.export import export_paths
     from cli.lockengine.lockfile import lock_format_version, locked_records
 
     paths = export_paths(workspace, flavor)
     explicit = paths.explicit.get(EXPLICIT_PLATFORM)
     cuda = [r for r in locked_records(workspace, flavor, EXPLICIT_PLATFORM) if r.name.normalized == "cuda-version"]
+    (platform,) = audit_cuda(workspace, flavor, platforms=[EXPLICIT_PLATFORM]).platforms
     return FlavorFacts(
         flavor=flavor,
         export_sha256=sha256_file(paths.conda_lock),
@@ -117,12 +133,11 @@ def flavor_facts(workspace: Workspace, flavor: str) -> FlavorFacts:
         lock_sha256=sha256_file(workspace.lock_path),
         lock_format_version=lock_format_version(workspace.lock_path),
         cuda_version=str(cuda[0].version) if cuda else None,
+        driver=platform.requirement,
     )
 
 
 def flavor_labels(facts: FlavorFacts) -> dict[str, str]:
-    from cli.cuda import driver_requirement
-
     labels = {
         FLAVOR_LABEL: facts.flavor,
         EXPORT_SHA256_LABEL: facts.export_sha256,
@@ -132,8 +147,27 @@ def flavor_labels(facts: FlavorFacts) -> dict[str, str]:
     if facts.explicit_sha256:
         labels[EXPLICIT_SHA256_LABEL] = facts.explicit_sha256
     if facts.cuda_version:
-        requirement = driver_requirement(facts.cuda_version)
         labels[CUDA_VERSION_LABEL] = facts.cuda_version
-        labels[DRIVER_LABEL] = requirement.toolkit_driver or UNKNOWN
-        labels[COMPATIBLE_DRIVER_LABEL] = requirement.compatible_driver or UNKNOWN
+    if facts.driver:
+        labels[DRIVER_LABEL] = facts.driver.toolkit_driver or UNKNOWN
+        labels[COMPATIBLE_DRIVER_LABEL] = facts.driver.compatible_driver or UNKNOWN
     return labels
+
+
+def nvidia_require_cuda(facts: FlavorFacts) -> str:
+    """`cuda>=X.Y`, X.Y the CUDA release of the lock's minimum driver; empty for a flavor without CUDA."""
+    from cli.cuda import cuda_for_driver
+
+    if facts.driver is None:
+        return ""
+    floor = cuda_for_driver(facts.driver.compatible_driver) if facts.driver.compatible_driver else None
+    return f"cuda>={floor or facts.driver.cuda}"
+
+
+def nvidia_environment(facts: FlavorFacts) -> dict[str, str]:
+    """The NVIDIA container runtime's variables, in the order flavors/Dockerfile sets them."""
+    return {
+        "NVIDIA_VISIBLE_DEVICES": NVIDIA_VISIBLE_DEVICES,
+        "NVIDIA_DRIVER_CAPABILITIES": NVIDIA_DRIVER_CAPABILITIES,
+        "NVIDIA_REQUIRE_CUDA": nvidia_require_cuda(facts),
+    }

@@ -4,6 +4,11 @@ A rootfs tarball becomes one layer with its bytes unchanged: uncompressed, or gz
 given. Either way the files the common layer extends (`/etc/passwd`, `/etc/group`,
 `/etc/shadow`, `/etc/gshadow`) are read from the base as a container would see them:
 the last layer wins and whiteouts delete.
+
+The base is also checked for what the image needs of it, before any build work: `/bin/sh`
+and the tools of the entrypoint (ENTRYPOINT_TOOLS, the list common/entrypoint_lib.sh checks
+in the Docker path) on the base's PATH, and a CA bundle for the user's overlay downloads.
+A base that lacks any of them is refused with one line naming all that is missing.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ OS = "linux"
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# What common/entrypoint_lib.sh calls (EP_TOOLS there; a test keeps the two lists equal).
+ENTRYPOINT_TOOLS = ("setpriv", "usermod", "groupmod", "groupadd", "getent")
+SHELL = "bin/sh"
+# Where distributions keep the CA bundle (Debian/Ubuntu/Alpine, then Fedora/RHEL); common/Dockerfile installs the first.
+CA_BUNDLES = ("etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.crt")
+MAX_LINK_DEPTH = 40
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 # Docker's layer media types name the same bytes as OCI's; an OCI manifest must use OCI's.
@@ -58,6 +69,59 @@ class AccountFile:
     mode: int
     uid: int
     gid: int
+
+
+@dataclass
+class BaseFacts:
+    """What the merged layers of a base hold, as far as the image above needs to know."""
+
+    files: dict[str, AccountFile] = field(default_factory=dict)  # the account files the common layer rewrites
+    folders: dict[str, Entry] = field(default_factory=dict)  # every directory
+    links: dict[str, str] = field(default_factory=dict)  # every symlink and its target
+    regular: set[str] = field(default_factory=set)  # every other non-directory (files, hard links)
+
+    def forget(self, path: str, itself: bool) -> None:
+        """A whiteout: drop `path`'s contents, and `path` itself unless it is an opaque directory's marker."""
+        for known in (self.files, self.folders, self.links):
+            for key in [k for k in known if k.startswith(f"{path}/") or (itself and k == path)]:
+                del known[key]
+        self.regular = {k for k in self.regular if not (k.startswith(f"{path}/") or (itself and k == path))}
+
+    def resolve(self, path: str) -> str | None:
+        """`path` with every symlink followed as inside the image (`bin` -> `usr/bin`); None for a symlink loop."""
+        parts = [p for p in path.split("/") if p]
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            target = self.links.get("/".join([*resolved, part]))
+            if target is None:  # a directory (tar archives may leave parents implicit) or the last part
+                resolved.append(part)
+                continue
+            hops += 1
+            if hops > MAX_LINK_DEPTH:
+                return None
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+        return "/".join(resolved)
+
+    def has_file(self, path: str) -> bool:
+        found = self.resolve(path)
+        return found is not None and (found in self.regular or found in self.files)
+
+    def missing_for_image(self, search_path: str) -> list[str]:
+        """What the base lacks of /bin/sh, ENTRYPOINT_TOOLS (looked up on `search_path`) and a CA bundle."""
+        folders = [folder.strip("/") for folder in search_path.split(":") if folder.startswith("/")]
+        missing = [] if self.has_file(SHELL) else [f"/{SHELL}"]
+        missing += [tool for tool in ENTRYPOINT_TOOLS if not any(self.has_file(f"{d}/{tool}") for d in folders)]
+        if not any(self.has_file(bundle) for bundle in CA_BUNDLES):
+            missing.append(f"CA certificates (/{CA_BUNDLES[0]})")
+        return missing
 
 
 @dataclass(frozen=True)
@@ -96,6 +160,19 @@ def import_base(path: Path, store: BlobStore) -> BaseImage:
     return _import_rootfs(path, store)
 
 
+def check_base(facts: BaseFacts, env: list[str], source: Path) -> None:
+    """Refuse a base that cannot run the entrypoint or verify TLS, in one line naming everything it lacks."""
+    search_path = next((item.partition("=")[2] for item in env if item.startswith("PATH=")), DEFAULT_PATH)
+    missing = facts.missing_for_image(search_path)
+    if missing:
+        raise UserError(
+            f"the base lacks {', '.join(missing)}, which the image's entrypoint and the user's downloads need",
+            path=source,
+            fix="use a base with dash or bash, util-linux, passwd, libc-bin and ca-certificates, e.g. "
+            "mmdebstrap --variant=minbase --include=passwd,ca-certificates bookworm base.tar",
+        )
+
+
 def _member_names(path: Path) -> set[str]:
     try:
         with tarfile.open(path, "r:*") as archive:
@@ -132,14 +209,16 @@ def _import_rootfs(path: Path, store: BlobStore) -> BaseImage:
     with path.open("rb") as handle:
         layer = store.copy_stream(handle, digest, media_type)
     diff_id = digest if kind == "none" else _diff_id(store.path(digest), kind)
-    files, folders = read_base_facts([(store.path(digest), kind)], source=path)
+    facts = read_base_facts([(store.path(digest), kind)], source=path)
+    env = [f"PATH={DEFAULT_PATH}"]
+    check_base(facts, env, path)
     return BaseImage(
         layers=[layer],
         diff_ids=[diff_id],
-        env=[f"PATH={DEFAULT_PATH}"],
+        env=env,
         history=[],
-        files=files,
-        directories=folders,
+        files=facts.files,
+        directories=facts.folders,
         description=f"rootfs tarball {digest}",
     )
 
@@ -181,19 +260,12 @@ def _open_layer(blob: Path, kind: str) -> Iterator[IO[bytes]]:
             yield raw
 
 
-def read_base_facts(layers: list[tuple[Path, str]], source: Path) -> tuple[dict[str, AccountFile], dict[str, Entry]]:
-    """/etc/passwd and friends, and every directory, as the merged layers show them.
+def read_base_facts(layers: list[tuple[Path, str]], source: Path) -> BaseFacts:
+    """/etc/passwd and friends, every directory, symlink and file, as the merged layers show them.
 
     Later layers win and whiteouts delete, as in a container's root filesystem.
     """
-    files: dict[str, AccountFile] = {}
-    folders: dict[str, Entry] = {}
-
-    def forget(path: str, itself: bool) -> None:
-        for known in (files, folders):
-            for key in [k for k in known if k.startswith(f"{path}/") or (itself and k == path)]:
-                del known[key]
-
+    facts = BaseFacts()
     for blob, kind in layers:
         with _open_layer(blob, kind) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
@@ -202,25 +274,36 @@ def read_base_facts(layers: list[tuple[Path, str]], source: Path) -> tuple[dict[
                     continue
                 folder, _, base_name = name.rpartition("/")
                 if base_name == ".wh..wh..opq":
-                    forget(folder, itself=False)
+                    facts.forget(folder, itself=False)
                     continue
                 if base_name.startswith(".wh."):
-                    forget(f"{folder}/{base_name[4:]}" if folder else base_name[4:], itself=True)
+                    facts.forget(f"{folder}/{base_name[4:]}" if folder else base_name[4:], itself=True)
                     continue
                 if member.isdir():
-                    folders[name] = directory(name, mode=member.mode & 0o7777, uid=member.uid, gid=member.gid)
+                    facts.links.pop(name, None)
+                    facts.regular.discard(name)
+                    facts.folders[name] = directory(name, mode=member.mode & 0o7777, uid=member.uid, gid=member.gid)
                     continue
-                folders.pop(name, None)
-                if name not in ACCOUNT_FILES:
-                    continue
-                if not member.isfile():
-                    raise UserError(
-                        f"/{name} in the base is not a regular file", path=source, fix="use a base with a plain /{name}"
-                    )
-                handle = archive.extractfile(member)
-                assert handle is not None
-                files[name] = AccountFile(name, handle.read(), member.mode & 0o7777, member.uid, member.gid)
-    return files, folders
+                if name in facts.folders:  # a file over a lower layer's directory hides its contents
+                    facts.forget(name, itself=True)
+                facts.links.pop(name, None)
+                facts.regular.discard(name)
+                facts.files.pop(name, None)
+                if name in ACCOUNT_FILES:
+                    if not member.isfile():
+                        raise UserError(
+                            f"/{name} in the base is not a regular file",
+                            path=source,
+                            fix=f"use a base with a plain /{name}",
+                        )
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    facts.files[name] = AccountFile(name, handle.read(), member.mode & 0o7777, member.uid, member.gid)
+                elif member.issym():
+                    facts.links[name] = member.linkname
+                else:
+                    facts.regular.add(name)
+    return facts
 
 
 def _import_oci_archive(path: Path, store: BlobStore) -> BaseImage:
@@ -276,15 +359,17 @@ def _import_oci_archive(path: Path, store: BlobStore) -> BaseImage:
         )
     image_config = config.get("config") or {}
     history = list(config.get("history") or [])
-    files, folders = read_base_facts(kinds, source=path)
+    facts = read_base_facts(kinds, source=path)
+    env = list(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"])
+    check_base(facts, env, path)
     return BaseImage(
         layers=layers,
         diff_ids=diff_ids,
-        env=list(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"]),
+        env=env,
         history=history,
         config=dict(image_config),
-        files=files,
-        directories=folders,
+        files=facts.files,
+        directories=facts.folders,
         description=f"OCI image {manifest_descriptor['digest']}",
     )
 

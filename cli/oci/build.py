@@ -21,6 +21,7 @@ from typing import Any
 from cli.errors import UserError
 from cli.flavors import get_flavor
 from cli.images.freshness import check_fresh
+from cli.images.locked_tools import check_locked_tools
 from cli.images.plan import FlavorSpec
 from cli.lockengine.install import default_cache_dir
 from cli.lockengine.manifest import Workspace
@@ -28,7 +29,15 @@ from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
 from cli.oci.environment import PLATFORM, environment_entries, stage_environment
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
-from cli.oci.service import image_env, image_labels, iso_time, service_entries
+from cli.oci.service import (
+    flavor_env,
+    image_env,
+    image_labels,
+    iso_time,
+    python_version,
+    runner_bytecode_entries,
+    service_entries,
+)
 from cli.oci.tarball import Compression, Entry, write_layer
 
 log = logging.getLogger(__name__)
@@ -146,7 +155,6 @@ def build_oci_image(
     source_date_epoch: int | None = None,
     cache_dir: Path | None = None,
     compression: Compression = Compression.gzip,
-    uv: Path | None = None,
     mirrors: dict[str, str] | None = None,
 ) -> OciBuildResult:
     """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar."""
@@ -154,7 +162,8 @@ def build_oci_image(
     flavor = get_flavor(workspace, flavor_name)
     spec = FlavorSpec.load(workspace, flavor)
     check_fresh(workspace, [spec])  # the docker path's refusal of a stale lock, export or generated file
-    sources = CommonSources.find(workspace.root, uv)
+    check_locked_tools(workspace, flavor.name)  # python and uv come from the lock, never from this machine
+    sources = CommonSources.find(workspace.root)
     epoch = resolve_epoch(workspace, source_date_epoch)
     cache = cache_dir or default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -178,10 +187,14 @@ def build_oci_image(
         staged = stage_environment(workspace, flavor.name, work / "stage", cache, mirrors)
         add("environment", environment_entries(workspace, staged))
         environment_size = staged.disk_size()
+        bytecode = runner_bytecode_entries(
+            sources.runner, staged.prefix / "bin" / "python", python_version(staged.records), work
+        )
         remove_tree(staged.stage)
-        add("service", service_entries(spec))
+        add("service", service_entries(spec) + bytecode)
         labels = image_labels(workspace, spec, epoch)
-        config = store.put_json(image_config(base_image, flavor.name, labels, layers, epoch), MEDIA_TYPE_CONFIG)
+        env = flavor_env(workspace, spec)
+        config = store.put_json(image_config(base_image, flavor.name, labels, layers, epoch, env), MEDIA_TYPE_CONFIG)
         manifest = store.put_json(
             {
                 "schemaVersion": 2,
@@ -214,7 +227,12 @@ def _base_pairs(base: BaseImage) -> list[tuple[Descriptor, str]]:
 
 
 def image_config(
-    base: BaseImage, flavor: str, labels: dict[str, str], layers: list[LayerInfo], epoch: int
+    base: BaseImage,
+    flavor: str,
+    labels: dict[str, str],
+    layers: list[LayerInfo],
+    epoch: int,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     created = iso_time(epoch)
     ours = {
@@ -239,7 +257,7 @@ def image_config(
         "os": OS,
         "config": {
             **inherited,  # what FROM keeps of the base (exposed ports, volumes, stop signal, ...)
-            "Env": image_env(base.env, flavor, DEFAULT_PATH),
+            "Env": image_env(base.env, flavor, DEFAULT_PATH, env),
             "Entrypoint": list(ENTRYPOINT),
             "Cmd": list(CMD),
             "WorkingDir": WORKING_DIR,

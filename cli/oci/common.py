@@ -2,15 +2,18 @@
 
 The user `scu` (UID/GID 8004, home /home/scu) appended to the base's /etc/passwd and
 /etc/group (and /etc/shadow, /etc/gshadow when the base has them), the mount points and
-the runner cache owned by scu, the entrypoint, the runner package and uv. Nothing here
+the runner cache owned by scu, the entrypoint and the runner package. Nothing here
 depends on the flavor, so both flavors carry the same blob.
+
+uv is not here: as in the Docker path, it comes from the flavor's lock (the runner feature
+of pixi.toml), sha256-checked like every package, never from the build machine.
+`cli.images.locked_tools` refuses a lock without it before any build work, for both engines.
 
 The constants are kept in step with common/Dockerfile; a test compares them.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +25,8 @@ USER = "scu"
 UID = 8004
 GID = 8004
 HOME = "/home/scu"
-INPUT_FOLDER = "/input"
-OUTPUT_FOLDER = "/output"
+INPUT_FOLDER = "/inputs"
+OUTPUT_FOLDER = "/outputs"
 RUNNER_HOME = "/opt/runner"
 RUNNER_CACHE_DIR = "/var/cache/osparc-runner"
 CONDA_ROOT = "/opt/conda"
@@ -32,7 +35,6 @@ ENTRYPOINT_FILES = ("entrypoint.sh", "entrypoint_lib.sh")
 ENTRYPOINT = ["/bin/sh", f"{ENTRYPOINT_DIR}/entrypoint.sh"]
 CMD = ["run"]
 WORKING_DIR = HOME
-TOOLS_DIR = "/usr/local/bin"
 LOGIN_SHELL = "/bin/sh"
 # ENV of common/Dockerfile, in its order.
 ENV = (
@@ -56,15 +58,13 @@ DEFAULT_ACCOUNTS = {
 
 @dataclass(frozen=True)
 class CommonSources:
-    """Where the common layer's files come from: the workspace (the docker build context) and the CLI's uv."""
+    """Where the common layer's files come from: the workspace (the docker build context)."""
 
     runner: Path
     entrypoint_dir: Path
-    uv: Path
-    uvx: Path | None
 
     @classmethod
-    def find(cls, root: Path, uv: Path | None = None) -> CommonSources:
+    def find(cls, root: Path) -> CommonSources:
         runner = root / "runner"
         if not (runner / "__init__.py").is_file():
             raise UserError("no runner package here", path=runner, fix="build from the runner repository's root")
@@ -72,23 +72,7 @@ class CommonSources:
         for name in ENTRYPOINT_FILES:
             if not (entrypoint_dir / name).is_file():
                 raise UserError("missing", path=entrypoint_dir / name, fix="restore it from the runner repository")
-        uv = uv or find_uv()
-        uvx = uv.with_name("uvx")
-        return cls(runner, entrypoint_dir, uv, uvx if uvx.is_file() else None)
-
-
-def find_uv() -> Path:
-    """The uv executable of the CLI's own environment (the `uv` package), else the one on PATH."""
-    try:
-        from uv import find_uv_bin
-
-        return Path(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        pass
-    found = shutil.which("uv")
-    if found is None:
-        raise UserError("no uv executable found", fix="install the CLI's dependencies (pip install uv)")
-    return Path(found)
+        return cls(runner, entrypoint_dir)
 
 
 def account_line_name(line: str) -> str:
@@ -140,10 +124,7 @@ def common_entries(base: BaseImage, sources: CommonSources, epoch: int) -> list[
         directory(OUTPUT_FOLDER.lstrip("/"), **owned),
         directory(RUNNER_CACHE_DIR.lstrip("/"), **owned),
         directory(f"{CONDA_ROOT.lstrip('/')}/envs"),
-        file_copy(f"{TOOLS_DIR.lstrip('/')}/uv", sources.uv, mode=0o755),
     ]
-    if sources.uvx is not None:
-        entries.append(file_copy(f"{TOOLS_DIR.lstrip('/')}/uvx", sources.uvx, mode=0o755))
     for name in ENTRYPOINT_FILES:
         entries.append(file_copy(f"{ENTRYPOINT_DIR.lstrip('/')}/{name}", sources.entrypoint_dir / name))
     entries += tree_entries(sources.runner, f"{RUNNER_HOME.lstrip('/')}/runner", skip=_skip_cache)

@@ -80,6 +80,7 @@ def stage_environment(
     )
     install_records(records, prefix, options)
     normalise_conda_meta(prefix, records)
+    (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)  # py-rattler marks the prefix as a cache; an image is not one
     return StagedEnvironment(flavor, stage, prefix, records)
 
 

@@ -13,7 +13,11 @@ import pytest
 from tests.images.conftest import cli
 
 FAKE_ENGINE = """#!/bin/sh
-printf '%s\\n' "$*" >> "$ENGINE_RECORD"
+if [ "$1" = buildx ]; then
+    [ -z "$NO_BUILDX" ] || { echo "docker: 'buildx' is not a docker command." >&2; exit 1; }
+    echo "github.com/docker/buildx v0.20.0"; exit 0
+fi
+printf '%s DOCKER_BUILDKIT=%s\\n' "$*" "${DOCKER_BUILDKIT-unset}" >> "$ENGINE_RECORD"
 echo "step 1/2 : pretending to $1"
 echo "step 2/2 : done"
 case "$*" in *"$FAIL_ON"*) [ -n "$FAIL_ON" ] && { echo "boom" >&2; exit 3; } ;; esac
@@ -39,7 +43,7 @@ def test_dry_run_prints_common_then_flavor(ready_workspace: Path) -> None:
     common, flavor = (shlex.split(line) for line in lines)
     assert common[:4] == ["docker", "build", "--file", f"{ready_workspace}/common/Dockerfile"]
     assert "fixture-runners/common:0.1.0" in common
-    assert args_of(common)["BASE_IMAGE"] == "ubuntu:24.04"
+    assert args_of(common)["BASE_IMAGE"] == "docker.io/library/ubuntu:24.04"
     assert flavor[:4] == ["docker", "build", "--file", f"{ready_workspace}/flavors/Dockerfile"]
     assert flavor[flavor.index("--tag") + 1] == "simcore/services/comp/osparc-pytorch-runner:1.0.0"
     args = args_of(flavor)
@@ -134,7 +138,7 @@ def test_unknown_flavor_and_bad_registry(ready_workspace: Path) -> None:
 
 def _fake_engine(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "fake-bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(parents=True)
     (bin_dir / "docker").write_text(FAKE_ENGINE)
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ENGINE_RECORD": str(tmp_path / "engine.txt")}
@@ -151,7 +155,9 @@ def test_build_runs_each_command_and_keeps_a_log(ready_workspace: Path, tmp_path
     recorded = (tmp_path / "engine.txt").read_text().splitlines()
     assert [line.split()[:1] for line in recorded] == [["build"], ["build"], ["push"]]
     assert "common/Dockerfile" in recorded[0]
-    assert recorded[2] == "push reg.example:5000/simcore/services/comp/osparc-tensorflow-runner:1.0.0"
+    pushed = "reg.example:5000/simcore/services/comp/osparc-tensorflow-runner:1.0.0"
+    assert recorded[2] == f"push {pushed} DOCKER_BUILDKIT=unset"
+    assert all("--progress=plain" in line for line in recorded[:2])
     (log,) = logs.glob("build-tensorflow-*.log")
     text = log.read_text()
     assert text.count("pretending to build") == 2
@@ -177,3 +183,81 @@ def test_missing_engine_is_a_clear_error(ready_workspace: Path, tmp_path: Path) 
     done = cli("build", "common", "--manifest-path", ready_workspace, env={"PATH": str(tmp_path)})
     assert done.returncode == 2
     assert "'docker' is not on PATH" in done.stderr
+
+
+def test_a_docker_without_buildx_builds_with_its_legacy_builder(ready_workspace: Path, tmp_path: Path) -> None:
+    env = _fake_engine(tmp_path)
+    done = cli(
+        "build", "pytorch", "--log-dir", tmp_path / "logs", "--manifest-path", ready_workspace,
+        env={**env, "FAIL_ON": "", "NO_BUILDX": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = (tmp_path / "engine.txt").read_text().splitlines()
+    assert len(recorded) == 2
+    assert all(line.endswith("DOCKER_BUILDKIT=0") and "--progress" not in line for line in recorded)
+    (warning,) = [line for line in done.stderr.splitlines() if "docker has no buildx" in line]
+    assert "building with the legacy builder" in warning
+    assert "apt install docker-buildx" in warning
+
+
+def test_the_flavor_gets_the_driver_floor_that_audit_cuda_states(ready_workspace: Path) -> None:
+    done = cli("build", "pytorch", "--dry-run", "--json", "--manifest-path", ready_workspace)
+    assert done.returncode == 0, done.stderr
+    step = json.loads(done.stdout)["steps"][1]
+    audit = cli("audit", "cuda", "pytorch", "--json", "--manifest-path", ready_workspace)
+    (platform,) = json.loads(audit.stdout)["platforms"]
+    assert step["labels"]["io.osparc.runner.cuda.driver.minimum"] == platform["minimum_driver"] == "525.60.13"
+    assert step["build_args"]["NVIDIA_REQUIRE_CUDA"] == "cuda>=12.0"  # the CUDA release of driver 525.60.13
+
+
+def test_runtime_environment_is_appended_to_a_rendered_dockerfile(ready_workspace: Path) -> None:
+    runtime = ready_workspace / "flavors" / "tensorflow" / "runtime.yml"
+    runtime.write_text(runtime.read_text() + 'environment:\n  TF_FORCE_GPU_ALLOW_GROWTH: true\n  PRICE: "$5"\n')
+    done = cli("build", "all", "--dry-run", "--json", "--engine", "podman", "--manifest-path", ready_workspace)
+    assert done.returncode == 0, done.stderr
+    steps = {s["name"]: s for s in json.loads(done.stdout)["steps"]}
+    assert steps["pytorch"]["dockerfile"] == "flavors/Dockerfile" and steps["pytorch"]["env"] == {}
+    flavor = steps["tensorflow"]
+    assert flavor["env"] == {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "PRICE": "$5"}
+    rendered = ready_workspace / flavor["dockerfile"]
+    assert flavor["command"][3] == str(rendered) and rendered.parent == ready_workspace / "build/dockerfiles/tensorflow"
+    original = (ready_workspace / "flavors" / "Dockerfile").read_text()
+    text = rendered.read_text()
+    assert text.startswith(original.rstrip("\n"))
+    assert text.endswith('ENV TF_FORCE_GPU_ALLOW_GROWTH="true" \\\n    PRICE="\\$5"\n')
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ("environment: [A, B]", "'environment' is not a mapping"),
+        ("environment: {1X: a}", "'environment.1X' is not a variable name"),
+        ("environment: {NVIDIA_VISIBLE_DEVICES: none}", "NVIDIA_VISIBLE_DEVICES' is set by the image or by oSPARC"),
+        ("environment: {A: [1, 2]}", "'environment.A' is not a plain value"),
+    ],
+)
+def test_bad_runtime_environment_is_one_line(ready_workspace: Path, environment: str, message: str) -> None:
+    runtime = ready_workspace / "flavors" / "pytorch" / "runtime.yml"
+    runtime.write_text(runtime.read_text() + environment + "\n")
+    done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {runtime}: ") and message in line
+
+
+def test_a_lock_without_uv_is_refused_by_both_engines_before_any_build(ready_workspace: Path, tmp_path: Path) -> None:
+    from tests.support.workspace import lock_and_export
+
+    manifest = ready_workspace / "pixi.toml"
+    manifest.write_text(manifest.read_text().replace('uv = "*"\n', ""))
+    lock_and_export(ready_workspace)
+    for engine in ("docker", "oci"):
+        done = cli(
+            "build", "pytorch", "--engine", engine, "--base", tmp_path / "absent.tar", "-o", tmp_path / "out.tar",
+            "--manifest-path", ready_workspace, env=_fake_engine(tmp_path / engine) if engine == "docker" else None,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert "the lock of 'pytorch' (linux-64) has no uv, which the runner needs in the image" in line
+        assert "add uv to the runner feature of pixi.toml and relock" in line
+    assert not (tmp_path / "docker" / "engine.txt").exists() and not (tmp_path / "out.tar").exists()

@@ -1,5 +1,7 @@
 """common/entrypoint.sh run for real: as root, in a throwaway mount namespace, against folders of another UID.
 
+(The same entrypoint in a real container engine, started as oSPARC's backend starts it: tests/engine.)
+
 Each test gets private copies of /etc, /home and /var/log bind-mounted over the real ones inside
 `unshare --mount`, so useradd/usermod/chown act on copies and the machine is left untouched.
 The mounts are folders under /mnt (also private); the entrypoint is the repository's file.
@@ -25,7 +27,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the command prints once it runs, to show who it runs as and what it may write.
 REPORT = (
     'echo "pid=$$ uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=$USER";'
-    " touch /mnt/output/result $HOME/written /mnt/cache/written && echo wrote"
+    " touch /mnt/outputs/result $HOME/written /mnt/cache/written && echo wrote"
 )
 
 
@@ -70,21 +72,24 @@ exec sh {ENTRYPOINT} "$@"
         path.write_text(text)
         return path
 
-    def popen(self, command: list[str], setup: str = "") -> subprocess.Popen[str]:
+    def popen(self, command: list[str], setup: str = "", extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
         env = {
             "PATH": PATH,
-            "INPUT_FOLDER": "/mnt/input",
-            "OUTPUT_FOLDER": "/mnt/output",
+            "INPUT_FOLDER": "/mnt/inputs",
+            "OUTPUT_FOLDER": "/mnt/outputs",
             "RUNNER_CACHE_DIR": "/mnt/cache",
             "SC_USER_NAME": "scu",
             "SC_USER_HOME": "/home/scu",
+            **(extra or {}),
         }
         # unshare without --fork execs in place: the returned pid is the entrypoint's, then the command's.
         argv = ["unshare", "--mount", "--propagation", "private", "sh", str(self.script(setup)), *command]
         return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def run(self, command: list[str], setup: str = "") -> tuple[int, str, str, int]:
-        process = self.popen(command, setup)
+    def run(
+        self, command: list[str], setup: str = "", extra: dict[str, str] | None = None
+    ) -> tuple[int, str, str, int]:
+        process = self.popen(command, setup, extra)
         out, err = process.communicate(timeout=60)
         return process.returncode, out, err, process.pid
 
@@ -108,10 +113,15 @@ def parse(out: str) -> dict[str, str]:
     return dict(zip(("pid", "uid", "gid", "groups", "home", "user"), match.groups(), strict=True))
 
 
+def error_lines(err: str) -> list[str]:
+    """The lines oSPARC's backend would classify as errors."""
+    return [line for line in err.splitlines() if line.lower().startswith(("error", "err"))]
+
+
 @needs_namespace
 def test_adopts_the_owner_of_the_mounts_and_execs(sandbox: Sandbox) -> None:
-    sandbox.folder("input", (1234, 1234))
-    sandbox.folder("output", (1234, 1234))
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
     passwd_before = Path("/etc/passwd").read_bytes()
     code, out, err, pid = sandbox.run(["sh", "-c", REPORT])
     assert code == 0, err
@@ -120,17 +130,28 @@ def test_adopts_the_owner_of_the_mounts_and_execs(sandbox: Sandbox) -> None:
     assert seen["home"] == "/home/scu" and seen["user"] == "scu"
     assert seen["pid"] == str(pid), "the command must replace the entrypoint (exec), not run as its child"
     assert "wrote" in out
-    assert (sandbox.mnt / "output" / "result").stat().st_uid == 1234
+    assert (sandbox.mnt / "outputs" / "result").stat().st_uid == 1234
     for place in (sandbox.root / "home" / "scu", sandbox.mnt / "cache"):
         assert (place.stat().st_uid, place.stat().st_gid) == (1234, 1234)
     assert Path("/etc/passwd").read_bytes() == passwd_before
     assert "scu:x:1234:1234:" in (sandbox.root / "etc" / "passwd").read_text()
+    assert error_lines(err) == []
+
+
+@needs_namespace
+def test_mounts_of_the_backends_user_8004(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (8004, 8004))
+    sandbox.folder("outputs", (8004, 8004))
+    code, out, err, _ = sandbox.run(["sh", "-c", REPORT])
+    assert code == 0, err
+    assert (parse(out)["uid"], parse(out)["gid"]) == ("8004", "8004")
+    assert "takes UID" not in err  # nothing to change
 
 
 @needs_namespace
 def test_uid_of_another_image_user_and_an_existing_group(sandbox: Sandbox) -> None:
-    sandbox.folder("input", (1000, 100))
-    sandbox.folder("output", (1000, 100))
+    sandbox.folder("inputs", (1000, 100))
+    sandbox.folder("outputs", (1000, 100))
     setup = "getent passwd 1000 >/dev/null || useradd --uid 1000 --no-log-init --no-create-home other\n"
     setup += "getent group 100 >/dev/null || groupadd --gid 100 users"
     code, out, err, _ = sandbox.run(["sh", "-c", REPORT], setup)
@@ -141,8 +162,8 @@ def test_uid_of_another_image_user_and_an_existing_group(sandbox: Sandbox) -> No
 
 
 @needs_namespace
-def test_root_owned_mounts_put_scu_in_group_root(sandbox: Sandbox) -> None:
-    for name in ("input", "output"):
+def test_root_owned_group_writable_mounts_put_scu_in_group_root(sandbox: Sandbox) -> None:
+    for name in ("inputs", "outputs"):
         sandbox.folder(name, (0, 0)).chmod(0o775)
     code, out, err, _ = sandbox.run(["sh", "-c", REPORT])
     assert code == 0, err
@@ -153,28 +174,84 @@ def test_root_owned_mounts_put_scu_in_group_root(sandbox: Sandbox) -> None:
 
 
 @needs_namespace
-def test_refuses_mounts_of_different_owners(sandbox: Sandbox) -> None:
-    sandbox.folder("input", (1234, 1234))
-    sandbox.folder("output", (4321, 4321))
+def test_a_root_owned_0755_output_fails_at_start_with_one_line(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (0, 0)).chmod(0o755)
+    sandbox.folder("outputs", (0, 0)).chmod(0o755)
     code, out, err, _ = sandbox.run(["sh", "-c", "echo SHOULD-NOT-RUN"])
-    assert code == 1
+    assert code == 2
     assert "SHOULD-NOT-RUN" not in out
-    assert "/mnt/input is owned by 1234:1234 but /mnt/output by 4321:4321" in err
+    (line,) = error_lines(err)
+    assert line.startswith("error: /mnt/outputs: owned by 0:0, mode 755, so the job's user 8004:8004 cannot write")
+    assert "chown 8004:8004 <folder>" in line
+    assert "Permission denied" not in err
 
 
 @needs_namespace
-def test_refuses_a_missing_mount(sandbox: Sandbox) -> None:
-    sandbox.folder("input", (1234, 1234))
+def test_inputs_of_another_owner_are_fine_when_readable(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (0, 0)).chmod(0o755)  # e.g. root's files, mounted read-only
+    sandbox.folder("outputs", (1234, 1234))
+    code, out, err, _ = sandbox.run(["sh", "-c", REPORT])
+    assert code == 0, err
+    assert parse(out)["uid"] == "1234"
+
+
+@needs_namespace
+def test_unreadable_inputs_fail_with_one_line(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (4321, 4321)).chmod(0o700)
+    sandbox.folder("outputs", (1234, 1234))
     code, out, err, _ = sandbox.run(["sh", "-c", "echo SHOULD-NOT-RUN"])
-    assert code == 1
+    assert code == 2
     assert "SHOULD-NOT-RUN" not in out
-    assert "/mnt/output is not mounted" in err
+    (line,) = error_lines(err)
+    assert line.startswith("error: /mnt/inputs: owned by 4321:4321, mode 700, so the job's user 1234:1234 cannot read")
+
+
+@needs_namespace
+def test_a_missing_log_folder_is_made_for_the_job(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
+    code, _, err, _ = sandbox.run(["sh", "-c", 'touch "$LOG_FOLDER/run.log"'], extra={"LOG_FOLDER": "/mnt/logs"})
+    assert code == 0, err
+    assert (sandbox.mnt / "logs" / "run.log").stat().st_uid == 1234
+
+
+@needs_namespace
+def test_an_unwritable_log_folder_fails_with_one_line(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
+    sandbox.folder("logs", (0, 0)).chmod(0o755)
+    code, _, err, _ = sandbox.run(["true"], extra={"LOG_FOLDER": "/mnt/logs"})
+    assert code == 2
+    (line,) = error_lines(err)
+    assert line.startswith("error: /mnt/logs: owned by 0:0, mode 755")
+
+
+@needs_namespace
+def test_refuses_a_missing_output_folder(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (1234, 1234))
+    code, out, err, _ = sandbox.run(["sh", "-c", "echo SHOULD-NOT-RUN"])
+    assert code == 2
+    assert "SHOULD-NOT-RUN" not in out
+    assert error_lines(err) == [
+        "error: /mnt/outputs: no such folder (mount the job's folder there, e.g. docker run -v <folder>:/mnt/outputs)"
+    ]
+
+
+@needs_namespace
+def test_a_missing_tool_is_named_in_one_line(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
+    code, out, err, _ = sandbox.run(["sh", "-c", "echo SHOULD-NOT-RUN"], setup="export PATH=/nowhere:/usr/bin:/bin")
+    assert code == 70
+    assert "SHOULD-NOT-RUN" not in out
+    (line,) = error_lines(err)
+    assert line.startswith("error: the base image lacks usermod groupmod groupadd, which the entrypoint needs")
 
 
 @needs_namespace
 def test_sigterm_reaches_the_command(sandbox: Sandbox) -> None:
-    sandbox.folder("input", (1234, 1234))
-    sandbox.folder("output", (1234, 1234))
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
     command = 'trap "echo got-term; exit 0" TERM; echo ready; while :; do sleep 0.1; done'
     process = sandbox.popen(["sh", "-c", command])
     assert process.stdout is not None
@@ -187,8 +264,8 @@ def test_sigterm_reaches_the_command(sandbox: Sandbox) -> None:
 
 @needs_namespace
 def test_chown_does_not_follow_symlinks_in_the_cache(sandbox: Sandbox) -> None:
-    sandbox.folder("input", (1234, 1234))
-    sandbox.folder("output", (1234, 1234))
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
     cache = sandbox.folder("cache", None)
     secret = sandbox.root / "root-only"
     secret.write_text("root's\n")
@@ -209,16 +286,12 @@ def test_started_as_non_root_runs_the_command_as_it_is(tmp_path: Path) -> None:
     assert "not root: running the command as it is" in done.stderr
 
 
-def test_mount_owner_decision_of_the_library(tmp_path: Path) -> None:
+def test_folder_checks_of_the_library(tmp_path: Path) -> None:
     """The same functions the entrypoint sources, called directly (runs anywhere, no root needed)."""
-    (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
-    script = f'. {LIBRARY}; ep_mount_owner; printf "rc=%s\\n" "$?"'
-    env = {"PATH": PATH, "INPUT_FOLDER": str(tmp_path / "in"), "OUTPUT_FOLDER": str(tmp_path / "out")}
-    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
-    assert done.stdout.splitlines() == [f"{os.getuid()}:{os.getgid()}", "rc=0"]
-    missing = subprocess.run(
-        ["sh", "-c", script], env={**env, "OUTPUT_FOLDER": str(tmp_path / "nope")}, capture_output=True, text=True
-    )
-    assert missing.returncode == 1
-    assert "is not mounted" in missing.stderr
+    script = '. "$0"; ep_require_folder "$1"; ep_owner "$1"'
+    done = subprocess.run(["sh", "-c", script, LIBRARY, tmp_path / "out"], env={"PATH": PATH}, capture_output=True)
+    assert done.stdout.decode().splitlines() == [f"{os.getuid()}:{os.getgid()}"]
+    missing = subprocess.run(["sh", "-c", script, LIBRARY, tmp_path / "nope"], env={"PATH": PATH}, capture_output=True)
+    assert missing.returncode == 2
+    assert missing.stderr.decode().startswith(f"error: {tmp_path / 'nope'}: no such folder")

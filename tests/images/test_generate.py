@@ -71,7 +71,7 @@ def test_compose_has_a_build_target_per_flavor_with_decodable_labels(plain_works
     assert services["common"]["build"] == {
         "context": ".",
         "dockerfile": "common/Dockerfile",
-        "args": {"BASE_IMAGE": "ubuntu:24.04"},
+        "args": {"BASE_IMAGE": "docker.io/library/ubuntu:24.04"},
     }
     for flavor in ("pytorch", "tensorflow"):
         service = services[flavor]

@@ -47,7 +47,7 @@ def oci_archive(path: Path, tmp: Path, *, architecture: str = "amd64") -> dict[s
         "architecture": architecture,
         "os": "linux",
         "config": {
-            "Env": ["PATH=/custom/bin:/usr/bin", "BASE_VAR=1"],
+            "Env": ["PATH=/custom/bin:/usr/sbin:/usr/bin", "BASE_VAR=1"],
             "Cmd": ["/bin/sh"],
             "StopSignal": "SIGINT",
             "Labels": {"org.example.base": "tiny", "org.opencontainers.image.version": "0.0.1"},
@@ -102,7 +102,10 @@ def test_an_oci_archive_base_keeps_its_layers_env_and_history(oci_workspace: Pat
     manifest = json_blob(files, result.manifest_digest)
     config = json_blob(files, manifest["config"]["digest"])
     env = config["config"]["Env"]
-    assert env[:2] == ["PATH=/opt/conda/envs/pytorch/bin:/home/scu/service.cli:/custom/bin:/usr/bin", "BASE_VAR=1"]
+    assert env[:2] == [
+        "PATH=/opt/conda/envs/pytorch/bin:/home/scu/service.cli:/custom/bin:/usr/sbin:/usr/bin",
+        "BASE_VAR=1",
+    ]
     assert [h["created_by"] for h in config["history"][:3]] == [
         "ADD rootfs.tar /",
         "ENV BASE_VAR=1",
@@ -154,3 +157,82 @@ def test_bad_bases_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "base.tar.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 600)
     with pytest.raises(UserError):
         import_base(tmp_path / "base.tar.zst", store)
+
+
+def _rootfs_without(tmp_path: Path, *names: str) -> Path:
+    """The tiny rootfs minus `names`, as a plain tar."""
+    source = make_rootfs(tmp_path / "full.tar")
+    target = tmp_path / "without.tar"
+    with tarfile.open(source) as full, tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as kept:
+        for member in full.getmembers():
+            if member.name not in names:
+                kept.addfile(member, full.extractfile(member) if member.isfile() else None)
+    return target
+
+
+def test_a_base_without_setpriv_is_one_line_naming_it(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "layout")
+    with pytest.raises(UserError) as caught:
+        import_base(_rootfs_without(tmp_path, "usr/bin/setpriv"), store)
+    line = str(caught.value)
+    assert "\n" not in line
+    assert "the base lacks setpriv, which the image's entrypoint" in line
+    assert "mmdebstrap --variant=minbase --include=passwd,ca-certificates" in line
+
+
+def test_every_missing_part_is_named_at_once(tmp_path: Path) -> None:
+    gone = ("bin/sh", "usr/bin/getent", "usr/sbin/usermod", "etc/ssl/certs/ca-certificates.crt")
+    base = _rootfs_without(tmp_path, *gone)
+    with pytest.raises(UserError, match=r"lacks /bin/sh, usermod, getent, CA certificates \(/etc/ssl/certs/"):
+        import_base(base, BlobStore(tmp_path / "layout"))
+
+
+def test_the_oci_engine_refuses_such_a_base_before_any_build_work(oci_workspace: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="the base lacks setpriv"):
+        build_oci_image(
+            load_workspace(oci_workspace), "pytorch", _rootfs_without(tmp_path, "usr/bin/setpriv"),
+            tmp_path / "image.tar", cache_dir=cache,
+        )  # fmt: skip
+    assert not (cache / "verified-archives").exists() and not (cache / "pkgs").exists()  # nothing was installed
+    assert not (tmp_path / "image.tar").exists()
+
+
+def test_tools_are_found_through_merged_usr_links_and_lost_to_whiteouts(tmp_path: Path) -> None:
+    """/bin -> usr/bin (as in Debian since bookworm), /usr/bin/sh -> dash; a later layer's whiteout removes a tool."""
+    from cli.oci.base import BaseFacts, check_base, read_base_facts
+
+    def layer(name: str, members: list[tarfile.TarInfo]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+            for member in members:
+                archive.addfile(member, io.BytesIO(b"") if member.isfile() else None)
+        return path
+
+    def entry(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, target
+        return info
+
+    files = ["usr/bin/dash", "usr/bin/setpriv", "usr/bin/getent", "etc/ssl/certs/ca-certificates.crt"]
+    files += [f"usr/sbin/{tool}" for tool in ("usermod", "groupmod", "groupadd")]
+    first = layer(
+        "first.tar",
+        [
+            entry("usr", tarfile.DIRTYPE),
+            entry("bin", tarfile.SYMTYPE, "usr/bin"),
+            entry("sbin", tarfile.SYMTYPE, "/usr/sbin"),
+            entry("usr/bin/sh", tarfile.SYMTYPE, "dash"),
+            *(entry(name) for name in files),
+        ],
+    )
+    facts = read_base_facts([(first, "none")], source=first)
+    check_base(facts, ["PATH=/sbin:/bin"], first)  # found only through the links
+    assert facts.resolve("bin/sh") == "usr/bin/dash"
+    loop = BaseFacts(links={"a": "b", "b": "a"})
+    assert loop.resolve("a/x") is None
+
+    second = layer("second.tar", [entry("usr/sbin/.wh.groupadd")])
+    facts = read_base_facts([(first, "none"), (second, "none")], source=second)
+    with pytest.raises(UserError, match=r"the base lacks groupadd, which"):
+        check_base(facts, ["PATH=/sbin:/bin"], second)

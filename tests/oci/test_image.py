@@ -12,7 +12,6 @@ from typing import Any
 import yaml
 
 from cli.oci import OciBuildResult
-from cli.oci.common import find_uv
 from tests.oci.conftest import (
     PLACEHOLDER,
     REPO,
@@ -97,7 +96,7 @@ def test_config_entrypoint_env_labels(built_images: dict[str, Built], oci_templa
     assert image["Cmd"] == ["run"]
     assert image["WorkingDir"] == "/home/scu"
     env = dict(item.split("=", 1) for item in image["Env"])
-    assert env["INPUT_FOLDER"] == "/input" and env["OUTPUT_FOLDER"] == "/output"
+    assert env["INPUT_FOLDER"] == "/inputs" and env["OUTPUT_FOLDER"] == "/outputs"
     assert env["PATH"] == (
         "/opt/conda/envs/pytorch/bin:/home/scu/service.cli:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     )
@@ -127,10 +126,9 @@ def test_common_layer_adds_scu_entrypoint_runner_and_uv(built_images: dict[str, 
     assert (shadow.mode, shadow.uid, shadow.gid) == (0o640, 0, 42)  # the base's owner and mode
     assert layer_file(data, "etc/shadow").decode().endswith("scu:!:0:0:99999:7:::\n")
     assert "etc/gshadow" not in found  # the base has none
-    for folder in ("home/scu", "input", "output", "var/cache/osparc-runner"):
+    for folder in ("home/scu", "inputs", "outputs", "var/cache/osparc-runner"):
         assert (found[folder].uid, found[folder].gid, found[folder].mode) == (8004, 8004, 0o755), folder
-    uv = found["usr/local/bin/uv"]
-    assert uv.mode == 0o755 and layer_file(data, "usr/local/bin/uv") == find_uv().read_bytes()
+    assert "usr/local/bin/uv" not in found  # uv comes from the flavor's lock, never from the build machine
     for name in ("entrypoint.sh", "entrypoint_lib.sh"):
         assert layer_file(data, f"usr/local/lib/osparc-runner/{name}") == (REPO / "common" / name).read_bytes()
     runner = {name for name in found if name.startswith("opt/runner/runner/")}

@@ -131,7 +131,6 @@ def test_umoci_unpack_and_run_the_runner_by_the_unpacked_paths(built_images: dic
         "RUNNER_PYTHON": str(rootfs / "opt" / "conda" / "envs" / "pytorch" / "bin" / "python"),
         "RUNNER_FLAVOR": "pytorch",
         "RUNNER_CACHE_DIR": str(tmp_path / "cache"),
-        "RUNNER_UV": str(rootfs / "usr" / "local" / "bin" / "uv"),
     }
     done = run("sh", rootfs / "home" / "scu" / "service.cli" / "run", env=env)
     assert done.returncode == 0, done.stderr
@@ -182,6 +181,9 @@ def merged_usr_rootfs(path: Path) -> Path:
             link.type, link.linkname, link.mode = tarfile.SYMTYPE, f"usr/{name}", 0o777
             add(link)
         for name, text, mode in (
+            *((f"usr/bin/{tool}", "", 0o755) for tool in ("sh", "setpriv", "getent")),  # hidden by the host's
+            *((f"usr/sbin/{tool}", "", 0o755) for tool in ("usermod", "groupmod", "groupadd")),
+            ("etc/ssl/certs/ca-certificates.crt", "", 0o644),
             ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644),
             ("etc/group", "root:x:0:\n", 0o644),
             ("etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640),
@@ -225,8 +227,8 @@ def test_chroot_runs_entrypoint_service_and_runner(oci_workspace: Path, tmp_path
         os.chown(folder, 1234, 1234)
     for path in inputs.rglob("*"):
         os.chown(path, 1234, 1234)
-    binds += [("/proc", rootfs / "proc"), ("/dev", rootfs / "dev"), (str(inputs), rootfs / "input")]
-    binds += [(str(outputs), rootfs / "output")]
+    binds += [("/proc", rootfs / "proc"), ("/dev", rootfs / "dev"), (str(inputs), rootfs / "inputs")]
+    binds += [(str(outputs), rootfs / "outputs")]
     script = "set -eu\n" + "".join(f"mount --bind '{source}' '{target}'\n" for source, target in binds)
     script += f"exec chroot '{rootfs}' /usr/bin/env -i \"$@\"\n"
     (tmp_path / "namespace.sh").write_text(script)
