@@ -170,6 +170,7 @@ def build_oci_image(
     source_date_epoch: int | None = None,
     cache_dir: Path | None = None,
     compression: Compression = Compression.zstd,
+    mirrors: dict[str, str] | None = None,
     verify_files: bool = True,
     reuse_layers: bool = True,
 ) -> OciBuildResult:
@@ -231,7 +232,7 @@ def build_oci_image(
             epoch,
             "common layer: user scu, entrypoint, runner",
         )
-        staged = stage_environment(workspace, flavor.name, work / "stage", cache)
+        staged = stage_environment(workspace, flavor.name, work / "stage", cache, mirrors)
         every_flavor = flavor_records(workspace, [f.name for f in discover_flavors(workspace)])
         for layer in environment_layers(workspace, staged, every_flavor, epoch, verify=verify_files):
             add(layer.role, layer.entries, layer.mtime, layer.description, layer.label, layer.packages)

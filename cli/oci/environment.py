@@ -1,7 +1,8 @@
 """The flavor environment: pixi.lock installed with py-rattler into a staging folder, then packed as layers.
 
-Records come from the lock (never a re-solve), archives are sha256-checked by
-`cli.lockengine.install.fetch_verified`, and py-rattler links them into
+Records come from the lock (never a re-solve) and go through the verified install of
+`cli.lockengine.install` (archives sha256-checked, every cache entry checked against its
+paths.json and repaired from its archive before anything is linked), which hard-links them into
 `<staging>/opt/conda/envs/flavor` with `alternative_target_prefix` set to the final
 `/opt/conda/envs/flavor`: files carrying the build prefix placeholder name the path the
 image will have, not the staging folder. No link script runs and no GPU is needed (the
@@ -22,7 +23,6 @@ only bytes that match it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import tempfile
@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rattler
-from rattler import RepoDataRecord, Subdir
+from rattler import RepoDataRecord
 
 from cli.errors import UserError
-from cli.lockengine.install import fetch_verified
+from cli.lockengine.install import InstallOptions, LinkMode, install_records
 from cli.lockengine.lockfile import locked_records
 from cli.lockengine.manifest import Workspace
 from cli.oci.common import CONDA_ROOT
@@ -102,32 +101,24 @@ def final_prefix(flavor: str) -> str:
     return FLAVOR_PREFIX
 
 
-def stage_environment(workspace: Workspace, flavor: str, stage: Path, cache: Path) -> StagedEnvironment:
+def stage_environment(
+    workspace: Workspace, flavor: str, stage: Path, cache: Path, mirrors: dict[str, str] | None = None
+) -> StagedEnvironment:
     """Install the flavor's locked linux-64 packages under `stage` as if `stage` were the image's root."""
     records = locked_records(workspace, flavor, PLATFORM)
-    store = cache / "verified-archives"
-    local = [
-        RepoDataRecord(record, record.file_name, fetch_verified(record, store, None).as_uri(), record.channel)
-        for record in records
-    ]
     target = FLAVOR_PREFIX
     prefix = stage / target.lstrip("/")
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        asyncio.run(
-            rattler.install(
-                local,
-                target_prefix=prefix,
-                alternative_target_prefix=target,
-                cache_dir=cache / "pkgs",
-                platform=Subdir(PLATFORM),
-                execute_link_scripts=False,
-                show_progress=False,
-            )
-        )
-    except Exception as error:  # rattler raises its own link and IO errors
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot install '{flavor}' into the image's staging folder: {first}", path=prefix) from error
+    # Hard links: the stage is read once into a layer and removed, never edited.
+    options = InstallOptions(
+        cache_dir=cache,
+        link=LinkMode.hardlink,
+        mirrors=mirrors or {},
+        platform=PLATFORM,
+        alternative_target_prefix=target,
+        show_progress=False,
+    )
+    install_records(records, prefix, options)
     packages = read_installed(prefix, records)
     normalise_conda_meta(prefix, records)
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)  # py-rattler marks the prefix as a cache; an image is not one
