@@ -42,6 +42,7 @@ COMMANDS = (
         "cli.commands.install",
         "Install exactly what pixi.lock holds for FLAVOR (sha256-verified, never re-solved).",
     ),
+    CommandEntry("cache", "cli.commands.cache", "Check and repair the package cache that installs link from."),
     CommandEntry(
         "run",
         "cli.commands.run",

@@ -9,6 +9,8 @@ when the installer rewrote a prefix placeholder or wrote a link). From those:
   build or archive sha256 differ from the lock);
 - files: modified (hash or type differs), missing, and unexpected (in the prefix, owned by no
   package; `conda-meta/`, the installer's `CACHEDIR.TAG` and Python byte-code caches excepted);
+  a modified file that is a hard link into the package cache it was installed from
+  (`modified-in-cache`) means the cache entry is damaged too: the finding says how to repair both;
 - an overlay folder (a runner's venv over the prefix): its distributions, CUDA runtime wheels
   (`nvidia-*-cu1x`) that duplicate a conda CUDA library or add a second CUDA stack next to the
   prefix's conda one (what the runner's guard refuses), and distributions that shadow the prefix's.
@@ -75,6 +77,7 @@ class InstalledPackage:
     package: LockedPackage
     meta_file: str
     paths: tuple[PathEntry, ...]
+    cache_entry: str | None = None  # the package cache folder it was linked from (py-rattler records it)
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,10 @@ def read_installed(prefix: Path) -> tuple[list[InstalledPackage], list[Finding]]
                 subdir=data.get("subdir"),
                 license=data.get("license"),
             )
-            packages.append(InstalledPackage(package, relative, _path_entries(data)))
+            cache_entry = data.get("extracted_package_dir")
+            packages.append(
+                InstalledPackage(package, relative, _path_entries(data), str(cache_entry) if cache_entry else None)
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             problems.append(Finding("metadata-unreadable", relative, f"cannot read package record: {error}"))
     return packages, problems
@@ -436,6 +442,65 @@ def check_files(
     return sorted(problems), stats
 
 
+def _same_inode_in(folder: str, relative: str, info: os.stat_result) -> str | None:
+    """The file of a package cache entry that is the prefix file's inode (same path first, else any)."""
+    candidate = os.path.join(folder, relative)
+    try:
+        found = os.stat(candidate)
+        if (found.st_dev, found.st_ino) == (info.st_dev, info.st_ino):
+            return candidate
+    except OSError:
+        pass
+    for current, _dirs, files in os.walk(folder):  # noarch: python files sit elsewhere in the entry
+        for name in files:
+            path = os.path.join(current, name)
+            try:
+                found = os.lstat(path)
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (info.st_dev, info.st_ino):
+                return path
+    return None
+
+
+def _cache_root(entry: str) -> str:
+    parent = os.path.dirname(entry.rstrip("/"))
+    return os.path.dirname(parent) if os.path.basename(parent) == "pkgs" else parent
+
+
+def mark_shared_with_cache(
+    prefix: Path, flavor: str, installed: list[InstalledPackage], problems: list[FileProblem]
+) -> list[FileProblem]:
+    """A modified file that is a hard link into the package cache: the edit damaged the cache entry too."""
+    entries = {p.package.name: p.cache_entry for p in installed}
+    result = []
+    for problem in problems:
+        if problem.problem != "modified":
+            result.append(problem)
+            continue
+        try:
+            info = os.lstat(os.path.join(prefix, problem.path))
+        except OSError:
+            result.append(problem)
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
+            result.append(problem)
+            continue
+        entry = entries.get(problem.package or "")
+        shared = _same_inode_in(entry, problem.path, info) if entry and os.path.isdir(entry) else None
+        if shared is None:
+            detail = f"{problem.detail}; it has {info.st_nlink} hard links, perhaps into a package cache"
+            result.append(FileProblem(problem.path, problem.problem, problem.package, detail))
+            continue
+        detail = (
+            f"{problem.detail}; the same inode as the package cache's {shared}, so the cache entry is damaged too "
+            f"(repair the cache: python -m cli cache verify --repair --cache-dir {_cache_root(entry or '')}; "
+            f"then the prefix: python -m cli install {flavor} --prefix {prefix} --reinstall)"
+        )
+        result.append(FileProblem(problem.path, "modified-in-cache", problem.package, detail))
+    return sorted(result)
+
+
 def _ignored(relative: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
 
@@ -564,6 +629,7 @@ def audit_prefix(
     )
     if check_files_:
         problems, result.stats = check_files(prefix, installed, workers)
+        problems = mark_shared_with_cache(prefix, flavor, installed, problems)
         owned = {entry.path for package in installed for entry in package.paths}
         skip = [overlay] if overlay is not None else []
         result.files = sorted(problems + unexpected_files(prefix, owned, ignore, skip))

@@ -28,6 +28,7 @@ from cli.images.generated import flavor_specs
 from cli.images.locked_tools import check_locked_tools
 from cli.images.plan import BuildStep, Engine, FlavorSpec, as_text, build_command, build_facts, plan_builds
 from cli.images.plan import push_commands as plan_push_commands
+from cli.lockengine.channels import parse_mirrors
 from cli.lockengine.manifest import Workspace
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
@@ -88,13 +89,33 @@ def build_images(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="--engine oci: the OCI image layout tar to write.")
     ] = None,
+    compression: Annotated[
+        str,
+        typer.Option(
+            "--compression",
+            metavar="zstd|gzip|none",
+            help="--engine oci: layer compression; gzip for engines older than Docker 23 or containerd 1.5.",
+        ),
+    ] = "zstd",
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mirror",
+            help="--engine oci: NAME=URL, fetch channel NAME's packages from URL (repeatable; as `lock --mirror`).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build the common image, then the flavor(s); refuses while pixi.lock, the exports or generated files are stale."""
     workspace = workspace_from(manifest_path)
+    mirrors = parse_mirrors(mirror)
     if engine is Engine.oci:
-        build_oci(workspace, target, base, output, as_json)
+        build_oci(workspace, target, base, output, compression, as_json, mirrors)
         return
+    if mirrors:
+        raise UserError(
+            "--mirror applies to --engine oci only", fix="the Docker build fetches its packages inside the build"
+        )
     registry = check_registry(push)
     specs = select_flavors(workspace, target)
     check_fresh(workspace, specs)
@@ -145,15 +166,34 @@ def docker_uses_buildkit(engine: Engine) -> bool:
     return False
 
 
-def build_oci(workspace: Workspace, target: str, base: Path | None, output: Path | None, as_json: bool) -> None:
+def build_oci(
+    workspace: Workspace,
+    target: str,
+    base: Path | None,
+    output: Path | None,
+    compression: str,
+    as_json: bool,
+    mirrors: dict[str, str] | None = None,
+) -> None:
     """The daemonless engine: one flavor's image assembled from the lock, byte-reproducible."""
-    from cli.oci import build_oci_image
+    from cli.oci import Compression, build_oci_image
+
+    choices = [c.value for c in Compression]
+    if compression not in choices:
+        raise UserError(f"--compression {compression!r} is not known", fix=f"use one of {', '.join(choices)}")
 
     if target in (naming.COMMON, naming.ALL):
         raise UserError(f"--engine oci builds one flavor image, not '{target}'", fix="name a flavor, e.g. pytorch")
     if base is None or output is None:
         raise UserError("--engine oci needs --base BASE.tar and -o IMAGE.tar", fix="give both options")
-    result = build_oci_image(workspace, get_flavor(workspace, target).name, base, output)
+    result = build_oci_image(
+        workspace,
+        get_flavor(workspace, target).name,
+        base,
+        output,
+        compression=Compression(compression),
+        mirrors=mirrors,
+    )
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
     else:

@@ -1,8 +1,10 @@
 """`build_oci_image`: one flavor image assembled from pixi.lock as an OCI layout tar, without a daemon.
 
 Layers, in the order of the docker path: the base (unchanged), the common layer (scu,
-entrypoint, runner, uv), the flavor environment, the service layer (service.cli/). Every
-byte follows from the inputs: the lock, the workspace's files, the base, uv, and
+entrypoint, runner), the flavor environment split by the layer plan (the layers of
+packages every flavor shares, then the flavor's own, then the environment's metadata;
+`cli.oci.layer_plan`), the service layer (service.cli/, the runner's byte-code). Every
+byte follows from the inputs: the lock, the workspace's files, the base, and
 SOURCE_DATE_EPOCH (the commit time of pixi.lock unless given), so the same commit gives the
 same manifest digest on any machine with the same tools.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.errors import UserError
-from cli.flavors import get_flavor
+from cli.flavors import discover_flavors, get_flavor
 from cli.images.freshness import check_fresh
 from cli.images.locked_tools import check_locked_tools
 from cli.images.plan import FlavorSpec
@@ -27,7 +29,9 @@ from cli.lockengine.install import default_cache_dir
 from cli.lockengine.manifest import Workspace
 from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
-from cli.oci.environment import PLATFORM, environment_entries, stage_environment
+from cli.oci.environment import stage_environment
+from cli.oci.environment_layers import environment_layers, flavor_records
+from cli.oci.layer_cache import LayerCache
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
 from cli.oci.service import (
     flavor_env,
@@ -48,18 +52,24 @@ CREATED_BY = "osparc-ml-runners `cli build --engine oci`"
 
 @dataclass(frozen=True)
 class LayerInfo:
-    role: str  # base, common, environment, service
+    role: str  # base, common, shared (packages every flavor shares), flavor (its own), environment, service
     digest: str
     diff_id: str
     size: int
     media_type: str
+    label: str = ""  # which packages, for shared and flavor layers
+    packages: tuple[str, ...] = ()
+    uncompressed_size: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "role": self.role,
+            "label": self.label,
+            "packages": list(self.packages),
             "digest": self.digest,
             "diff_id": self.diff_id,
             "size": self.size,
+            "uncompressed_size": self.uncompressed_size,
             "media_type": self.media_type,
         }
 
@@ -80,6 +90,9 @@ class OciBuildResult:
 
     def layer(self, role: str) -> LayerInfo:
         return next(layer for layer in self.layers if layer.role == role)
+
+    def layers_of(self, *roles: str) -> list[LayerInfo]:
+        return [layer for layer in self.layers if layer.role in roles]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -103,7 +116,9 @@ class OciBuildResult:
             f"size {_mb(self.archive_size)} (environment on disk {_mb(self.environment_size)}), "
             f"SOURCE_DATE_EPOCH={self.source_date_epoch}, {self.seconds:.1f} s",
         ]
-        lines += [f"  {layer.role:12} {layer.digest}  {_mb(layer.size)}" for layer in self.layers]
+        lines += [
+            f"  {layer.role:11} {layer.digest}  {_mb(layer.size):>10}  {layer.label}".rstrip() for layer in self.layers
+        ]
         return lines
 
 
@@ -154,9 +169,18 @@ def build_oci_image(
     *,
     source_date_epoch: int | None = None,
     cache_dir: Path | None = None,
-    compression: Compression = Compression.gzip,
+    compression: Compression = Compression.zstd,
+    mirrors: dict[str, str] | None = None,
+    verify_files: bool = True,
+    reuse_layers: bool = True,
 ) -> OciBuildResult:
-    """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar."""
+    """Build FLAVOR's image on `base` (OCI archive or rootfs tar) into `output`, an OCI image layout tar.
+
+    Layers made before from the same members are reused (`cli.oci.layer_cache`, beside the
+    package cache) unless `reuse_layers` is False. `verify_files=False` packs package files
+    without checking them against paths.json: only for `bench/oci.py`, to measure what the
+    check costs.
+    """
     started = time.perf_counter()
     flavor = get_flavor(workspace, flavor_name)
     spec = FlavorSpec.load(workspace, flavor)
@@ -175,25 +199,54 @@ def build_oci_image(
         descriptors = list(base_image.layers)
         directories = dict(base_image.directories)  # what an implicit parent directory must repeat
 
-        def add(role: str, entries: list[Entry]) -> None:
-            blob = write_layer(entries, work, epoch, compression, directories)
+        history: list[str] = []
+        layer_cache = LayerCache.beside(cache) if reuse_layers else None
+
+        def add(
+            role: str,
+            entries: list[Entry],
+            mtime: int,
+            description: str,
+            label: str = "",
+            packages: tuple[str, ...] = (),
+        ) -> None:
+            key = layer_cache.key(entries, mtime, compression, directories) if layer_cache else None
+            blob = layer_cache.reuse(key, entries, directories, work) if layer_cache and key else None
+            if blob is None:
+                blob = write_layer(entries, work, mtime, compression, directories)
+                if layer_cache and key:
+                    layer_cache.keep(key, blob)
             directories.update(blob.directories())
             descriptors.append(store.adopt(blob.path, blob.digest, blob.media_type))
-            layers.append(LayerInfo(role, blob.digest, blob.diff_id, blob.size, blob.media_type))
-            log.info("%s layer %s: %d entries, %d bytes", role, blob.digest, len(blob.members), blob.size)
+            layers.append(
+                LayerInfo(
+                    role, blob.digest, blob.diff_id, blob.size, blob.media_type, label, packages, blob.uncompressed_size
+                )
+            )
+            history.append(description)
+            log.info("%s layer %s %s: %d entries, %d bytes", role, label, blob.digest, len(blob.members), blob.size)
 
-        add("common", common_entries(base_image, sources, epoch))
-        staged = stage_environment(workspace, flavor.name, work / "stage", cache)
-        add("environment", environment_entries(workspace, staged))
+        add(
+            "common",
+            common_entries(base_image, sources, epoch),
+            epoch,
+            "common layer: user scu, entrypoint, runner",
+        )
+        staged = stage_environment(workspace, flavor.name, work / "stage", cache, mirrors)
+        every_flavor = flavor_records(workspace, [f.name for f in discover_flavors(workspace)])
+        for layer in environment_layers(workspace, staged, every_flavor, epoch, verify=verify_files):
+            add(layer.role, layer.entries, layer.mtime, layer.description, layer.label, layer.packages)
         environment_size = staged.disk_size()
         bytecode = runner_bytecode_entries(
             sources.runner, staged.prefix / "bin" / "python", python_version(staged.records), work
         )
         remove_tree(staged.stage)
-        add("service", service_entries(spec) + bytecode)
+        add("service", service_entries(spec) + bytecode, epoch, "service.cli/, the runner's byte-code and labels")
         labels = image_labels(workspace, spec, epoch)
         env = flavor_env(workspace, spec)
-        config = store.put_json(image_config(base_image, flavor.name, labels, layers, epoch, env), MEDIA_TYPE_CONFIG)
+        config = store.put_json(
+            image_config(base_image, flavor.name, labels, layers, history, epoch, env), MEDIA_TYPE_CONFIG
+        )
         manifest = store.put_json(
             {
                 "schemaVersion": 2,
@@ -230,25 +283,18 @@ def image_config(
     flavor: str,
     labels: dict[str, str],
     layers: list[LayerInfo],
+    ours: list[str],
     epoch: int,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The image config; `ours` describes each layer added on the base, in order."""
     created = iso_time(epoch)
-    ours = {
-        "common": "common layer: user scu, entrypoint, runner, uv",
-        "environment": f"environment '{flavor}' from pixi.lock ({PLATFORM})",
-        "service": "service.cli/ and labels",
-    }
     history = list(base.history)
     if sum(1 for item in history if not item.get("empty_layer")) != len(base.layers):
         history = []  # a history that does not match the layers would confuse `docker history`
     if not history:
         history = [{"created": created, "created_by": f"{CREATED_BY}: base {base.description}"} for _ in base.layers]
-    history += [
-        {"created": created, "created_by": f"{CREATED_BY}: {ours[layer.role]}"}
-        for layer in layers
-        if layer.role in ours
-    ]
+    history += [{"created": created, "created_by": f"{CREATED_BY}: {description}"} for description in ours]
     inherited = {key: value for key, value in base.config.items() if key not in ("Env", "Labels")}
     return {
         "created": created,

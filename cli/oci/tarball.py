@@ -2,10 +2,20 @@
 
 A layer is a list of `Entry` (directory, file or symlink) with its owner and mode stated
 outright. `write_layer` sorts the entries, adds every missing parent directory, sets each
-mtime to SOURCE_DATE_EPOCH, leaves user and group names empty (numeric ids only, so no
+mtime to the layer's time, leaves user and group names empty (numeric ids only, so no
 unpacker maps them through its own /etc/passwd), writes no atime, ctime or xattrs, and
-compresses with a fixed gzip header (no file name, mtime 0). The sha256 of the tar is the
-layer's diff_id, the sha256 of the compressed bytes its blob digest.
+compresses with fixed parameters. The sha256 of the tar is the layer's diff_id, the sha256
+of the compressed bytes its blob digest.
+
+Compression (see README, "Layer compression"): zstd by default, multi-threaded zstd at a
+fixed level with a checksum; its output does not depend on the number of threads, and the
+`zstandard` wheel pinned in pyproject.toml carries its own libzstd, so the bytes do not
+depend on the machine either. gzip (for engines older than Docker 23 / containerd 1.5) is
+the standard library's, fixed header (no file name, mtime 0).
+
+A file entry may carry a `Vouch`: what its package says its bytes are. The bytes are
+hashed as they stream into the layer, and a file that is not what its package says stops
+the layer (`UnvouchedFile`).
 
 Hard links are written as regular files: whether an installer hard-linked two files
 depends on its package cache, not on the lock.
@@ -23,12 +33,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import IO, Any, Literal
 
 from cli.errors import UserError
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+ZSTD_THREADS = max(1, min(4, os.cpu_count() or 1))  # the output is the same for any number >= 1
 DIR_MODE = 0o755
 FILE_MODE = 0o644
 EXEC_MODE = 0o755
@@ -41,14 +53,33 @@ Kind = Literal["dir", "file", "symlink"]
 
 
 class Compression(StrEnum):
-    """How layers are stored: gzip (the default, what registries expect) or none (byte-identical everywhere)."""
+    """How layers are stored: zstd (the default), gzip (for older engines) or none."""
 
+    zstd = "zstd"
     gzip = "gzip"
     none = "none"
 
     @property
     def media_type(self) -> str:
-        return MEDIA_TYPE_LAYER_GZIP if self is Compression.gzip else MEDIA_TYPE_LAYER
+        return {
+            Compression.zstd: MEDIA_TYPE_LAYER_ZSTD,
+            Compression.gzip: MEDIA_TYPE_LAYER_GZIP,
+            Compression.none: MEDIA_TYPE_LAYER,
+        }[self]
+
+
+@dataclass(frozen=True)
+class Vouch:
+    """What a file's package says its bytes are (sha256 hex and size), and how to name the package."""
+
+    package: str
+    sha256: str | None
+    size: int | None
+    fix: str
+
+
+class UnvouchedFile(UserError):
+    """A file's bytes are not what its package says: it must not reach an image."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +94,7 @@ class Entry:
     data: bytes | None = None
     source: Path | None = None
     target: str = ""
+    vouch: Vouch | None = None
 
     def __post_init__(self) -> None:
         clean = normalize_member_name(self.path)
@@ -253,9 +285,12 @@ def tar_info(entry: Entry, epoch: int) -> tarfile.TarInfo:
 def write_tar(
     entries: Iterable[Entry], sink: object, epoch: int, known: Mapping[str, Entry] | None = None
 ) -> list[Entry]:
-    """Write the completed, sorted entries as a PAX tar stream to `sink`; returns the members written."""
+    """Write the completed, sorted entries as a PAX tar stream to `sink`; returns the members written.
+
+    Every member's mtime is `epoch`. A file with a `Vouch` is hashed as it streams and must match it.
+    """
     members = complete(entries, known)
-    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as archive:  # type: ignore[call-overload]
         for entry in members:
             info = tar_info(entry, epoch)
             if entry.kind != "file":
@@ -265,10 +300,44 @@ def write_tar(
             else:
                 assert entry.source is not None
                 with entry.source.open("rb") as handle:
-                    archive.addfile(info, handle)
+                    reader = _VouchingReader(handle) if entry.vouch is not None else None
+                    archive.addfile(info, reader or handle)
                 if entry.source.stat().st_size != info.size:
                     raise UserError("file changed while it was packed into a layer", path=entry.source)
+                if entry.vouch is not None and reader is not None:
+                    check_vouched(entry, entry.vouch, reader.hexdigest(), info.size)
     return members
+
+
+def check_vouched(entry: Entry, vouch: Vouch, sha256: str, size: int) -> None:
+    """The bytes that went into the layer are those the package states, or the layer is abandoned."""
+    if vouch.size is not None and vouch.size != size:
+        found = f"{size} bytes where {vouch.package} has {vouch.size}"
+    elif vouch.sha256 is not None and vouch.sha256 != sha256:
+        found = f"sha256 {sha256[:12]}... where {vouch.package} has {vouch.sha256[:12]}..."
+    else:
+        return
+    raise UnvouchedFile(
+        f"is not the file of package {vouch.package} ({found}): its package cache entry is damaged",
+        path=f"/{entry.path}",
+        fix=vouch.fix,
+    )
+
+
+class _VouchingReader:
+    """A file read by tarfile, hashed on the way (sha256 runs at GB/s; the bytes are read anyway)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
 
 class _BytesReader:
@@ -297,7 +366,11 @@ def write_layer(
     try:
         with os.fdopen(fd, "wb") as handle:
             blob = _HashingSink(handle)
-            if compression is Compression.gzip:
+            if compression is Compression.zstd:
+                with zstd_writer(blob) as zipped:
+                    tar = _HashingSink(zipped)
+                    members = write_tar(entries, tar, epoch, known)
+            elif compression is Compression.gzip:
                 with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=blob, mtime=0) as zipped:
                     tar = _HashingSink(zipped)
                     members = write_tar(entries, tar, epoch, known)
@@ -316,6 +389,16 @@ def write_layer(
         uncompressed_size=tar.size,
         members=members,
     )
+
+
+def zstd_writer(target: _HashingSink) -> Any:
+    """A zstd frame writer with fixed parameters: multi-threaded mode (same bytes for any thread count), checksum."""
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, threads=ZSTD_THREADS, write_checksum=True, write_content_size=False
+    )
+    return compressor.stream_writer(target, closefd=False)  # type: ignore[arg-type]
 
 
 def tar_bytes(entries: Iterable[Entry], epoch: int, known: Mapping[str, Entry] | None = None) -> bytes:

@@ -78,6 +78,19 @@ def test_tampered_file_is_reported(capsys: pytest.CaptureFixture[str], audited_w
     assert "pytorch" in findings(outcome.stdout)[0]["detail"]
 
 
+def test_modified_file_with_other_hard_links_says_so(
+    capsys: pytest.CaptureFixture[str], audited_workspace: Path, prefix: Path, tmp_path: Path
+) -> None:
+    """Without a known package cache entry (e.g. an image), a second link to an edited file is still worth saying."""
+    target = prefix / "share" / "pytorch" / "README.txt"
+    os.link(target, tmp_path / "elsewhere.txt")
+    target.write_text(target.read_text().replace("2.5.0", "2.5.1"))
+    outcome = run_audit(capsys, "prefix", "pytorch", prefix, "--manifest-path", audited_workspace, "--json")
+    assert outcome.code == 1
+    assert checks(outcome.stdout) == {("file-modified", "share/pytorch/README.txt")}
+    assert "2 hard links" in findings(outcome.stdout)[0]["detail"]
+
+
 def test_resized_file_is_reported_without_hashing(
     capsys: pytest.CaptureFixture[str], audited_workspace: Path, prefix: Path
 ) -> None:

@@ -88,9 +88,5 @@ def test_image_config_of_both_engines(podman: Podman, oci_image: str, docker_ima
         assert labels["io.osparc.runner.cuda.driver.minimum"] == "525.60.13"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits for the layers branch: the OCI engine's one prefix /opt/conda/envs/flavor (remove this mark then)",
-)
 def test_both_engines_give_the_same_environment(podman: Podman, oci_image: str, docker_image: DockerBuild) -> None:
     assert podman.image_env(oci_image) == podman.image_env(docker_image.image)

@@ -227,6 +227,22 @@ def built_images(tmp_path_factory: pytest.TempPathFactory, oci_template: Path) -
     return images
 
 
+@pytest.fixture(scope="session")
+def gzip_image(tmp_path_factory: pytest.TempPathFactory, oci_template: Path) -> Built:
+    """The pytorch image with gzip layers (`--compression gzip`, for engines and tools that read no zstd)."""
+    from cli.lockengine.manifest import load_workspace
+    from cli.oci import Compression, build_oci_image
+
+    folder = tmp_path_factory.mktemp("oci-gzip")
+    base = make_rootfs(folder / "base.tar")
+    archive = folder / "pytorch.tar"
+    result = build_oci_image(
+        load_workspace(oci_template), "pytorch", base, archive, cache_dir=folder / "cache",
+        compression=Compression.gzip,
+    )  # fmt: skip
+    return Built(result, archive)
+
+
 def read_layout(archive: Path) -> dict[str, bytes]:
     """Every file of an image archive by name."""
     with tarfile.open(archive) as bundle:
@@ -241,13 +257,50 @@ def json_blob(files: dict[str, bytes], digest: str) -> Any:
     return json.loads(blob(files, digest))
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def layer_tar_bytes(data: bytes) -> bytes:
+    """A layer blob's tar: zstd is decompressed here (the standard library's tarfile reads gzip only)."""
+    if data[:4] == ZSTD_MAGIC:
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    if data[:2] == b"\x1f\x8b":
+        import gzip
+
+        return gzip.decompress(data)
+    return data
+
+
 def layer_members(data: bytes) -> dict[str, tarfile.TarInfo]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as layer:
+    with tarfile.open(fileobj=io.BytesIO(layer_tar_bytes(data)), mode="r:") as layer:
         return {m.name.rstrip("/"): m for m in layer.getmembers()}
 
 
 def layer_file(data: bytes, name: str) -> bytes:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as layer:
+    with tarfile.open(fileobj=io.BytesIO(layer_tar_bytes(data)), mode="r:") as layer:
         handle = layer.extractfile(name)
         assert handle is not None, name
         return handle.read()
+
+
+def environment_files(files: dict[str, bytes], result: OciBuildResult) -> dict[str, bytes]:
+    """Every regular file of the environment's layers (shared, flavor, metadata) by path, as a container sees them."""
+    found: dict[str, bytes] = {}
+    for layer in result.layers_of("shared", "flavor", "environment"):
+        tar = layer_tar_bytes(blob(files, layer.digest))
+        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as archive:
+            for member in archive.getmembers():
+                if member.isfile():
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    found[member.name] = handle.read()
+    return found
+
+
+def environment_members(files: dict[str, bytes], result: OciBuildResult) -> dict[str, tarfile.TarInfo]:
+    found: dict[str, tarfile.TarInfo] = {}
+    for layer in result.layers_of("shared", "flavor", "environment"):
+        found.update(layer_members(blob(files, layer.digest)))
+    return found

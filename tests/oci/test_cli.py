@@ -33,6 +33,38 @@ def test_cli_build_engine_oci_gives_the_same_image(
     assert built_images["pytorch"].result.manifest_digest in done.stdout
 
 
+def test_cli_build_compression_gzip_gives_the_gzip_image(
+    oci_workspace: Path, tmp_path: Path, gzip_image: Built
+) -> None:
+    base = make_rootfs(tmp_path / "base.tar")
+    image = tmp_path / "image.tar"
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    command = [
+        sys.executable,
+        "-m",
+        "cli",
+        "build",
+        "pytorch",
+        "--engine",
+        "oci",
+        "--base",
+        str(base),
+        "-o",
+        str(image),
+    ]
+    done = subprocess.run(
+        [*command, "--compression", "gzip"], cwd=oci_workspace, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert gzip_image.result.manifest_digest in done.stdout
+    wrong = subprocess.run(
+        [*command, "--compression", "xz"], cwd=oci_workspace, env=env, capture_output=True, text=True, check=False
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == "error: --compression 'xz' is not known (use one of zstd, gzip, none)"
+
+
 def test_cli_build_engine_oci_names_what_is_missing(oci_workspace: Path, tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for args, expected in (

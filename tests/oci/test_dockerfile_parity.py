@@ -173,10 +173,6 @@ def test_nvidia_variables_and_flavor_defaults_of_the_docker_plan_and_the_oci_con
     assert TOOLKIT_MINIMUM_DRIVER[requirement.removeprefix("cuda>=")] == minimum == "525.60.13"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits for the layers branch: the OCI engine's one prefix /opt/conda/envs/flavor (remove this mark then)",
-)
 def test_every_env_of_the_docker_plan_is_in_the_oci_config(
     both_envs: tuple[dict[str, str], dict[str, str], dict[str, Any]],
 ) -> None:

@@ -1,8 +1,7 @@
-"""What the assembled image holds: the layout, the four layers, the config, and the layer shared by both flavors."""
+"""What the assembled image holds: the layout, the layers, the config, and the layers both flavors share."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import tarfile
@@ -17,9 +16,12 @@ from tests.oci.conftest import (
     REPO,
     Built,
     blob,
+    environment_files,
+    environment_members,
     json_blob,
     layer_file,
     layer_members,
+    layer_tar_bytes,
     read_layout,
 )
 
@@ -29,13 +31,28 @@ def _config(files: dict[str, bytes], result: OciBuildResult) -> Any:
     return json_blob(files, manifest["config"]["digest"])
 
 
-def test_both_flavors_share_the_common_layer(built_images: dict[str, Built]) -> None:
+def test_both_flavors_share_the_common_layer_and_their_common_packages(built_images: dict[str, Built]) -> None:
+    """Acceptance (issue 12): the packages both flavors lock identically are the same layers, by digest."""
     pytorch, tensorflow = built_images["pytorch"].result, built_images["tensorflow"].result
-    assert [layer.role for layer in pytorch.layers] == ["base", "common", "environment", "service"]
+    roles = [layer.role for layer in pytorch.layers]
+    assert roles[:2] == ["base", "common"] and roles[-2:] == ["environment", "service"]
+    assert set(roles[2:-2]) == {"shared", "flavor"}
+    assert roles.index("flavor") > max(i for i, role in enumerate(roles) if role == "shared")  # shared lowest
     assert pytorch.layer("base").digest == tensorflow.layer("base").digest
     assert pytorch.layer("common").digest == tensorflow.layer("common").digest
     assert pytorch.layer("common").diff_id == tensorflow.layer("common").diff_id
-    assert pytorch.layer("environment").digest != tensorflow.layer("environment").digest
+    # The same chain: shared layers sit right above the common layer, in the same order.
+    shared = len(pytorch.layers_of("shared"))
+    assert shared >= 3
+    assert [layer.digest for layer in pytorch.layers[: 2 + shared]] == [
+        layer.digest for layer in tensorflow.layers[: 2 + shared]
+    ]
+    packages = {name for layer in pytorch.layers_of("shared") for name in layer.packages}
+    assert {"python", "cudnn", "cuda-version", "numpy", "uv"} <= packages
+    assert not packages & {"pytorch", "torchvision", "tensorflow"}
+    assert {name for layer in pytorch.layers_of("flavor") for name in layer.packages} == {"pytorch", "torchvision"}
+    assert {name for layer in tensorflow.layers_of("flavor") for name in layer.packages} == {"tensorflow"}
+    assert pytorch.layer("environment").digest != tensorflow.layer("environment").digest  # the lock export
     assert pytorch.layer("service").digest != tensorflow.layer("service").digest
     assert pytorch.manifest_digest != tensorflow.manifest_digest
 
@@ -70,15 +87,16 @@ def test_layout_index_and_manifest(built_images: dict[str, Built]) -> None:
     assert names == sorted(names)
 
 
-def test_layers_are_gzip_with_fixed_headers_and_fixed_times(built_images: dict[str, Built]) -> None:
+def test_layers_are_zstd_with_fixed_times(built_images: dict[str, Built]) -> None:
     built = built_images["tensorflow"]
     files = read_layout(built.archive)
     for layer in built.result.layers[1:]:
         data = blob(files, layer.digest)
-        assert data[:8] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00", layer.role
-        assert layer.diff_id == f"sha256:{hashlib.sha256(gzip.decompress(data)).hexdigest()}"
+        assert data[:4] == b"\x28\xb5\x2f\xfd", layer.role  # a zstd frame
+        assert layer.media_type == "application/vnd.oci.image.layer.v1.tar+zstd"
+        assert layer.diff_id == f"sha256:{hashlib.sha256(layer_tar_bytes(data)).hexdigest()}"
         for name, member in layer_members(data).items():
-            assert member.mtime == built.result.source_date_epoch, name
+            assert member.mtime == built.result.source_date_epoch, name  # 0 here: every package is newer
             assert member.uname == member.gname == "", name
             assert set(member.pax_headers) <= {"path", "linkpath"}, name
             assert not member.islnk(), name  # hard links become files
@@ -90,7 +108,8 @@ def test_config_entrypoint_env_labels(built_images: dict[str, Built], oci_templa
     assert config["architecture"] == "amd64" and config["os"] == "linux"
     assert config["created"] == "1970-01-01T00:00:00Z"
     assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in built.result.layers]
-    assert len(config["history"]) == 4
+    assert len(config["history"]) == len(built.result.layers)
+    assert "packages every flavor shares" in config["history"][2]["created_by"]
     image = config["config"]
     assert image["Entrypoint"] == ["/bin/sh", "/usr/local/lib/osparc-runner/entrypoint.sh"]
     assert image["Cmd"] == ["run"]
@@ -98,9 +117,10 @@ def test_config_entrypoint_env_labels(built_images: dict[str, Built], oci_templa
     env = dict(item.split("=", 1) for item in image["Env"])
     assert env["INPUT_FOLDER"] == "/inputs" and env["OUTPUT_FOLDER"] == "/outputs"
     assert env["PATH"] == (
-        "/opt/conda/envs/pytorch/bin:/home/scu/service.cli:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        "/opt/conda/envs/flavor/bin:/home/scu/service.cli:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     )
-    assert env["RUNNER_PYTHON"] == "/opt/conda/envs/pytorch/bin/python"
+    assert env["RUNNER_PYTHON"] == "/opt/conda/envs/flavor/bin/python"
+    assert env["CONDA_PREFIX"] == "/opt/conda/envs/flavor"
     labels = image["Labels"]
     metadata = yaml.safe_load((oci_template / "flavors" / "pytorch" / "metadata.yml").read_text())
     for key, value in metadata.items():
@@ -148,18 +168,19 @@ def test_common_layer_adds_scu_entrypoint_runner_and_uv(built_images: dict[str, 
     assert not any(name.startswith(("opt/conda/envs/", "home/scu/service.cli")) for name in found)  # no flavor
 
 
-def test_environment_layer_names_the_final_prefix(built_images: dict[str, Built], oci_template: Path) -> None:
+def test_environment_layers_name_the_final_prefix(built_images: dict[str, Built], oci_template: Path) -> None:
     for flavor, built in built_images.items():
-        data = blob(read_layout(built.archive), built.result.layer("environment").digest)
-        found = layer_members(data)
-        prefix = f"opt/conda/envs/{flavor}"
-        conf = layer_file(data, f"{prefix}/etc/prefixed-tool.conf").decode()
-        assert conf == f"prefix=/opt/conda/envs/{flavor}\ndata=/opt/conda/envs/{flavor}/share/prefixed-tool\n"
-        script = layer_file(data, f"{prefix}/bin/prefixed-tool").decode()
-        assert script.startswith(f"#!/opt/conda/envs/{flavor}/bin/python\n") and PLACEHOLDER not in script
+        files = read_layout(built.archive)
+        found = environment_members(files, built.result)
+        data = environment_files(files, built.result)
+        prefix = "opt/conda/envs/flavor"
+        conf = data[f"{prefix}/etc/prefixed-tool.conf"].decode()
+        assert conf == "prefix=/opt/conda/envs/flavor\ndata=/opt/conda/envs/flavor/share/prefixed-tool\n"
+        script = data[f"{prefix}/bin/prefixed-tool"].decode()
+        assert script.startswith("#!/opt/conda/envs/flavor/bin/python\n") and PLACEHOLDER not in script
         assert found[f"{prefix}/bin/prefixed-tool"].mode == 0o755
-        entry_point = layer_file(data, f"{prefix}/bin/entry-tool").decode()  # written by the installer
-        assert entry_point.startswith(f"#!/opt/conda/envs/{flavor}/bin/python3.12\n")
+        entry_point = data[f"{prefix}/bin/entry-tool"].decode()  # written by the installer
+        assert entry_point.startswith("#!/opt/conda/envs/flavor/bin/python3.12\n")
         assert "from entry_tool.cli import main" in entry_point
         assert f"{prefix}/lib/python3.12/site-packages/entry_tool/cli.py" in found
         assert not any("__pycache__" in name for name in found)
@@ -169,15 +190,30 @@ def test_environment_layer_names_the_final_prefix(built_images: dict[str, Built]
         metas = [name for name in found if name.startswith(f"{prefix}/conda-meta/") and name.endswith(".json")]
         assert len(metas) == len(urls)
         for name in metas:
-            record = json.loads(layer_file(data, name))
+            record = json.loads(data[name])
             assert record["url"] == urls[record["name"]]
             assert not {"extracted_package_dir", "package_tarball_full_path", "link"} & set(record)
             assert found[name].mode == 0o644
         assert (
-            layer_file(data, f"opt/conda/locks/{flavor}/conda-lock.yml")
+            data[f"opt/conda/locks/{flavor}/conda-lock.yml"]
             == (oci_template / "envs" / flavor / "conda-lock.yml").read_bytes()
         )
         assert not any("oci-build" in name for name in found)
+
+
+def test_each_package_and_its_record_are_in_one_layer(built_images: dict[str, Built]) -> None:
+    """conda-meta/<package>.json travels with the package's files, so a layer is a set of whole packages."""
+    built = built_images["pytorch"]
+    files = read_layout(built.archive)
+    for layer in built.result.layers_of("shared", "flavor"):
+        members = layer_members(blob(files, layer.digest))
+        records = [
+            json.loads(layer_file(blob(files, layer.digest), name)) for name in members if "/conda-meta/" in name
+        ]
+        assert sorted(record["name"] for record in records) == sorted(layer.packages)
+        listed = {f"opt/conda/envs/flavor/{path}" for record in records for path in record["files"]}
+        listed |= {f"opt/conda/envs/flavor/conda-meta/{r['name']}-{r['version']}-{r['build']}.json" for r in records}
+        assert {name for name, member in members.items() if not member.isdir()} == listed
 
 
 def test_service_layer_is_owned_by_scu(built_images: dict[str, Built], oci_template: Path) -> None:

@@ -137,3 +137,30 @@ def test_uncompressed_layer(tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_zstd_layer_bytes_do_not_depend_on_the_number_of_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zstd's multi-threaded mode gives the same frame for any number of workers: a 2-core and a 64-core
+    machine write the same layer. (Enough data for several zstd jobs, so the workers really split it.)"""
+    import random
+
+    from cli.oci import tarball
+
+    source = _write(tmp_path / "big", random.Random(7).randbytes(6 << 20) + bytes(20 << 20))
+    entries = [file_copy("opt/big", source), file_bytes("etc/hello", b"hello\n")]
+    blobs = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(tarball, "ZSTD_THREADS", threads)
+        blobs.append(write_layer(entries, tmp_path / f"out-{threads}", 99, Compression.zstd))
+    assert len({blob.digest for blob in blobs}) == 1
+    data = blobs[0].path.read_bytes()
+    assert data[:4] == b"\x28\xb5\x2f\xfd"
+    assert blobs[0].media_type == "application/vnd.oci.image.layer.v1.tar+zstd"
+    import zstandard
+
+    assert (
+        blobs[0].diff_id
+        == f"sha256:{hashlib.sha256(zstandard.ZstdDecompressor().decompressobj().decompress(data)).hexdigest()}"
+    )

@@ -1,12 +1,14 @@
 """Acceptance: container tools read the archive, and the unpacked image runs the runner on a sample input.
 
 - `skopeo inspect oci-archive:` shows the labels and layers;
-- `skopeo copy` into containers-storage (the library `podman load` uses) accepts it, digest intact;
+- `skopeo copy` into containers-storage (the library `podman load` uses) accepts it, digest intact,
+  and `podman load` loads it, with zstd layers (the default) and with gzip layers;
 - `umoci unpack` gives a rootfs in which the flavor's python runs the runner: by the unpacked
   paths everywhere, and for real through `chroot` (entrypoint, user switch, service.cli/run,
-  runner) where root may make a mount namespace.
+  runner) where root may make a mount namespace; `audit prefix` passes on the unpacked
+  environment. umoci 0.4 reads no zstd: these use `--compression gzip` images.
 
-skopeo and umoci are Debian packages (`apt-get install skopeo umoci`); without them these tests skip.
+skopeo, umoci and podman are Debian packages (`apt-get install skopeo umoci podman`); without them these tests skip.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from cli.lockengine.manifest import load_workspace
-from cli.oci import build_oci_image
-from tests.oci.conftest import BASE_EPOCH, Built
+from cli.oci import Compression, build_oci_image
+from tests.oci.conftest import BASE_EPOCH, REPO, Built
 
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 needs_umoci = pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
+needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 REFERENCE = "docker.io/simcore/services/comp/osparc-{flavor}-runner:1.0.0"
 MAIN_PY = """\
 import os
@@ -63,17 +67,41 @@ def test_skopeo_inspect_shows_labels_and_layers(built_images: dict[str, Built]) 
 
 
 @needs_skopeo
-def test_containers_storage_accepts_it_as_podman_load_would(built_images: dict[str, Built], tmp_path: Path) -> None:
-    built = built_images["tensorflow"]
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_containers_storage_accepts_it_as_podman_load_would(
+    built_images: dict[str, Built], gzip_image: Built, tmp_path: Path, compression: str
+) -> None:
+    built = built_images["pytorch"] if compression == "zstd" else gzip_image
+    assert {layer.media_type for layer in built.result.layers[1:]} == {Compression(compression).media_type}
     store = f"containers-storage:[vfs@{tmp_path / 'storage'}+{tmp_path / 'run'}]"
-    name = REFERENCE.format(flavor="tensorflow")
+    name = REFERENCE.format(flavor="pytorch")
     done = run("skopeo", "copy", "--quiet", f"oci-archive:{built.archive}", f"{store}{name}")
     if done.returncode != 0 and "operation not permitted" in done.stderr.lower():
         pytest.skip(f"containers-storage is not usable here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     shown = json.loads(run("skopeo", "inspect", f"{store}{name}").stdout)
     assert shown["Digest"] == built.result.manifest_digest
-    assert shown["Labels"]["io.osparc.runner.flavor"] == "tensorflow"
+    assert shown["Layers"] == [layer.digest for layer in built.result.layers]
+    assert shown["Labels"]["io.osparc.runner.flavor"] == "pytorch"
+
+
+@needs_podman
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_podman_loads_both_compressions(
+    built_images: dict[str, Built], gzip_image: Built, tmp_path: Path, compression: str
+) -> None:
+    """`podman load` of the archive, in a storage of the test's own; the loaded image has every layer."""
+    built = built_images["pytorch"] if compression == "zstd" else gzip_image
+    with tempfile.TemporaryDirectory(prefix="oci-podman-") as runroot:  # podman wants a runroot under 50 characters
+        podman = ["podman", "--root", str(tmp_path / "root"), "--runroot", runroot, "--storage-driver", "vfs"]
+        done = run(*podman, "load", "-q", "-i", built.archive)
+        if done.returncode != 0 and "operation not permitted" in done.stderr.lower():
+            pytest.skip(f"podman storage is not usable here: {done.stderr.strip()}")
+        assert done.returncode == 0, done.stderr
+        name = REFERENCE.format(flavor="pytorch")
+        shown = json.loads(run(*podman, "image", "inspect", name).stdout)[0]
+    assert shown["RootFS"]["Layers"] == [layer.diff_id for layer in built.result.layers]
+    assert shown["Labels"]["io.osparc.runner.flavor"] == "pytorch"
 
 
 def umoci_unpack(archive: Path, flavor: str, target: Path) -> Path:
@@ -108,8 +136,10 @@ def check_outputs(outputs: Path, flavor: str) -> str:
 
 
 @needs_umoci
-def test_umoci_unpack_and_run_the_runner_by_the_unpacked_paths(built_images: dict[str, Built], tmp_path: Path) -> None:
-    built = built_images["pytorch"]
+def test_umoci_unpack_and_run_the_runner_by_the_unpacked_paths(
+    gzip_image: Built, oci_template: Path, tmp_path: Path
+) -> None:
+    built = gzip_image
     bundle = umoci_unpack(built.archive, "pytorch", tmp_path / "unpack")
     rootfs = bundle / "rootfs"
     config = json.loads((bundle / "config.json").read_text())
@@ -120,7 +150,13 @@ def test_umoci_unpack_and_run_the_runner_by_the_unpacked_paths(built_images: dic
         assert (rootfs / "home" / "scu" / "service.cli" / "run").stat().st_uid == 8004
     assert (rootfs / "etc" / "os-release").read_text().startswith('NAME="tiny test rootfs"')  # the base
     assert "scu:x:8004:8004" in (rootfs / "etc" / "passwd").read_text()
-    assert (rootfs / "opt" / "conda" / "envs" / "pytorch" / "share" / "pytorch" / "README.txt").is_file()
+    prefix = rootfs / "opt" / "conda" / "envs" / "flavor"
+    assert (prefix / "share" / "pytorch" / "README.txt").is_file()
+    audit = run(
+        sys.executable, "-m", "cli", "audit", "prefix", "pytorch", prefix, "--manifest-path", oci_template,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stdout + audit.stderr  # conda-meta is complete across the layers
 
     inputs, outputs = sample_job(tmp_path / "job")
     env = {
@@ -128,7 +164,7 @@ def test_umoci_unpack_and_run_the_runner_by_the_unpacked_paths(built_images: dic
         "INPUT_FOLDER": str(inputs),
         "OUTPUT_FOLDER": str(outputs),
         "RUNNER_HOME": str(rootfs / "opt" / "runner"),
-        "RUNNER_PYTHON": str(rootfs / "opt" / "conda" / "envs" / "pytorch" / "bin" / "python"),
+        "RUNNER_PYTHON": str(prefix / "bin" / "python"),
         "RUNNER_FLAVOR": "pytorch",
         "RUNNER_CACHE_DIR": str(tmp_path / "cache"),
     }
@@ -136,7 +172,7 @@ def test_umoci_unpack_and_run_the_runner_by_the_unpacked_paths(built_images: dic
     assert done.returncode == 0, done.stderr
     assert "hello from the image" in done.stdout
     result = check_outputs(outputs, "pytorch")
-    assert f"python={rootfs}/opt/conda/envs/pytorch/bin/python" in result
+    assert f"python={rootfs}/opt/conda/envs/flavor/bin/python" in result
 
 
 def _namespaces_work() -> bool:
@@ -209,7 +245,10 @@ def test_chroot_runs_entrypoint_service_and_runner(oci_workspace: Path, tmp_path
     """
     archive = tmp_path / "image.tar"
     base = merged_usr_rootfs(tmp_path / "base.tar")
-    build_oci_image(load_workspace(oci_workspace), "pytorch", base, archive, cache_dir=tmp_path / "cache")
+    build_oci_image(
+        load_workspace(oci_workspace), "pytorch", base, archive, cache_dir=tmp_path / "cache",
+        compression=Compression.gzip,
+    )  # fmt: skip
     bundle = umoci_unpack(archive, "pytorch", tmp_path / "unpack")
     rootfs = bundle / "rootfs"
     process = json.loads((bundle / "config.json").read_text())["process"]
@@ -238,5 +277,5 @@ def test_chroot_runs_entrypoint_service_and_runner(oci_workspace: Path, tmp_path
     assert "scu takes UID 1234" in done.stderr
     assert "hello from the image" in done.stdout
     result = check_outputs(outputs, "pytorch")
-    assert result.startswith("uid=1234 python=/opt/conda/envs/pytorch/bin/python ")
+    assert result.startswith("uid=1234 python=/opt/conda/envs/flavor/bin/python ")
     assert (outputs / "output_1.zip").stat().st_uid == 1234
