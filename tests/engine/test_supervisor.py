@@ -8,19 +8,21 @@
 - A cache a job user could have written (an older image's, or a forged overlay with a
   consistent seal) is never trusted: emptied or discarded, and the overlay built again.
 - Mounts owned by a builder's UID would make the job user a builder: refused in one line.
+- SIGTERM in the middle of a build: root stops the builder and removes what it made.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from runner import seal
 from tests.engine.backend import BACKEND_UID, Backend, Job, Run
 from tests.engine.conftest import EngineSession
 from tests.engine.podman import Podman
-from tests.engine.slow_sdist import BACKEND, METADATA, PYPROJECT, VALUE
+from tests.engine.slow_sdist import BACKEND, MARKER_VARIABLE, METADATA, PYPROJECT, VALUE, write_sdist
 from tests.runner.wheels import FakeWheel, build_wheel
 
 RUNNER_CACHE_DIR = "/var/cache/osparc-runner"  # common/Dockerfile
@@ -174,3 +176,33 @@ def test_mounts_of_a_builders_uid_cannot_get_an_overlay(
         "(the image keeps UIDs 8005 and 8006 for building overlays: give the job's folders another owner)"
     )
     assert (job.outputs / "output_1.zip").is_file()  # a failed setup still leaves every output
+
+
+def test_sigterm_in_the_middle_of_a_build_stops_it_and_leaves_nothing(
+    podman: Podman, oci_image: str, engine_session: EngineSession, tmp_path: Path
+) -> None:
+    """`docker stop` (SIGTERM) while scu-src builds: root stops the build and removes its folders, the job ends 143."""
+    cache, wheels = folders(tmp_path)
+    write_sdist(wheels)
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    signals.chmod(0o777)
+    job = Job(tmp_path / "job")
+    job.stage({"main.py": "import slowpkg\n", "requirements.txt": "--no-binary slowpkg\nslowpkg==1.0\n"})
+    backend = Backend(podman, oci_image, settings_env={**INDEX, MARKER_VARIABLE: "/signals/started"})
+    name = f"stopped-{engine_session.token}"
+    binds = [(cache, RUNNER_CACHE_DIR), (wheels, "/wheels:ro"), (signals, "/signals")]
+    backend.create(job, name, binds=binds)
+    podman.run("start", name)
+    deadline = time.monotonic() + 120
+    while not (signals / "started").exists():
+        assert time.monotonic() < deadline, "the build never started"
+        time.sleep(0.2)
+    assert list((cache / "building").iterdir())  # the staging folder, its work folder, root's copy of the files
+    podman.run("stop", "--time", "30", name)
+    done = backend.finish(name)
+    assert done.code == 143, done.text
+    assert done.at_level("error")[-1] == "error: runner: interrupted (SIGTERM) before the script ran", done.text
+    assert list((cache / "building").iterdir()) == [] and list((cache / "overlays").iterdir()) == []
+    assert (job.outputs / "output_1.zip").is_file()
+    assert "Traceback" not in done.text
