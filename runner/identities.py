@@ -79,7 +79,7 @@ def identity(spec: str) -> Identity:
 
 
 class Identities:
-    """The job user and both builders, resolved once at the supervisor's start."""
+    """The job user and both builders."""
 
     def __init__(self, job: Identity, build: Identity, source: Identity) -> None:
         self.job = job
@@ -87,9 +87,10 @@ class Identities:
         self.source = source
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str]) -> Identities:
+    def with_builders(cls, job: Identity, environ: dict[str, str]) -> Identities:
+        """The builders are looked up only when an overlay must be made: a job without one never needs them."""
         return cls(
-            identity(environ[JOB_VARIABLE]),
+            job,
             identity(environ.get(BUILD_VARIABLE) or DEFAULT_BUILD_USER),
             identity(environ.get(SOURCE_VARIABLE) or DEFAULT_SOURCE_USER),
         )

@@ -30,7 +30,7 @@ import socket
 import sys
 
 from runner.errors import EXIT_INTERNAL, OverlayError, RunnerError
-from runner.identities import Identities, Identity, IdentityError
+from runner.identities import JOB_VARIABLE, Identities, Identity, IdentityError, identity
 from runner.logs import log
 
 TYPE_CHECKING = False
@@ -62,31 +62,29 @@ def main(argv: Sequence[str]) -> int:
     environ = dict(os.environ)
     _settle()
     log.setup(environ.get("RUNNER_LOG_LEVEL"))
-    try:
-        identities = Identities.from_environ(environ)
-    except IdentityError as error:
-        log.error("%s (the image's users come from common/Dockerfile; check RUNNER_BUILD_USER, RUNNER_SOURCE_USER)",
-                  error)  # fmt: skip
-        return EXIT_INTERNAL
-    if identities.job.uid == 0:
-        log.error("the job's user %s is root (the entrypoint must name the job's user in RUNNER_JOB_USER)",
-                  identities.job)  # fmt: skip
-        return EXIT_INTERNAL
     if list(argv[:1]) == ["cache"]:
         from runner.cli import main as command
 
-        return command(argv)
-    job_env = identities.job.environment(environ)
+        return command(argv)  # an operator's command, on root's cache
+    try:
+        job = identity(environ[JOB_VARIABLE])
+    except IdentityError as error:
+        log.error("%s (the entrypoint names the job's user in %s)", error, JOB_VARIABLE)
+        return EXIT_INTERNAL
+    if job.uid == 0:
+        log.error("the job's user %s is root (the entrypoint names the job's user in %s)", job, JOB_VARIABLE)
+        return EXIT_INTERNAL
+    job_env = job.environment(environ)
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the job process; what it does is checked through the job's outputs
         ours.close()
-        _job_process(identities.job, job_env, theirs, argv)
+        _job_process(job, job_env, theirs, argv)
     theirs.close()
     _state.job = pid
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _forward)
-    overlay = _serve(ours, job_env, identities)
+    overlay = _serve(ours, job, environ, job_env)
     ours.close()
     status = _wait(pid)
     if overlay is not None:
@@ -152,7 +150,9 @@ def _wait(pid: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _serve(connection: socket.socket, job_env: dict[str, str], identities: Identities) -> Overlay | None:
+def _serve(
+    connection: socket.socket, job: Identity, environ: dict[str, str], job_env: dict[str, str]
+) -> Overlay | None:
     """Answer the job process's one request, if it makes one; the overlay (its use lock held) or None."""
     from runner.channel import Frames, ProtocolError, forward_logs, next_request
 
@@ -164,7 +164,7 @@ def _serve(connection: socket.socket, job_env: dict[str, str], identities: Ident
         if request is None:
             return None  # no overlay needed: the job process closed the socket
         forward_logs(frames)
-        summary, overlay = _provide(request, job_env, identities)
+        summary, overlay = _provide(request, job, environ, job_env)
         request.answer(summary)
         return overlay
     except Exception as error:
@@ -179,7 +179,7 @@ def _serve(connection: socket.socket, job_env: dict[str, str], identities: Ident
 
 
 def _provide(
-    request: Request, job_env: dict[str, str], identities: Identities
+    request: Request, job: Identity, environ: dict[str, str], job_env: dict[str, str]
 ) -> tuple[dict[str, object], Overlay | None]:
     from runner import seal, staging
     from runner.cache import Cache, default_cache_root
@@ -188,6 +188,13 @@ def _provide(
 
     if request.policy not in POLICIES:
         raise OverlayError(f"unknown overlay policy {request.policy!r}", f"use one of: {', '.join(POLICIES)}")
+    try:
+        identities = Identities.with_builders(job, environ)
+    except IdentityError as error:
+        raise OverlayError(
+            f"cannot build overlays: {error}",
+            "the image's builders come from common/Dockerfile; check RUNNER_BUILD_USER, RUNNER_SOURCE_USER",
+        ) from None
     try:
         identities.check_apart()
     except IdentityError as error:
