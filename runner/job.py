@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner import __version__
 from runner.archive import zip_folder
-from runner.contract import Contract, child_environment
+from runner.contract import Contract, child_environment, output_archive
 from runner.diagnosis import script_ending
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
 from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, RunnerError
@@ -286,7 +286,7 @@ def _finish(
     said, failed = [], []
     with log.heartbeat("zipping the outputs"):
         for folder in contract.outputs:
-            archive = folder.with_suffix(".zip")
+            archive = folder.with_name(output_archive(folder.name))
             try:
                 files, size = zip_folder(folder, archive)
             except OSError as error:
