@@ -171,7 +171,7 @@ def _input(number: int, input_folder: Path, given: str | None) -> Path:
         path = Path(given).absolute()
         if path.exists():
             return path
-        if path != folder:  # the image's service.cli/run exports input_N/ whether or not it exists: no news
+        if path != folder:  # service.cli/run's default, whether or not it exists: no news
             log.warning("INPUT_%d=%s does not exist: using the input layout's instead", number, given)
     return folder if folder.is_dir() else input_folder
 
