@@ -168,7 +168,7 @@ def _require_roots(executable: Path) -> None:
         raise OverlayError(
             f"uv at {path} belongs to UID {status.st_uid} (mode {stat.S_IMODE(status.st_mode):o}); "
             "the image builds overlays only with root's uv",
-            "use the uv of the flavor's environment (RUNNER_UV, PATH)",
+            "use the uv of the flavor's environment (next to its python; or name it with RUNNER_UV)",
         )
 
 

@@ -55,9 +55,8 @@ class BaseEnv:
     site_packages: Path
 
 
-@pytest.fixture(scope="session")
-def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> BaseEnv:
-    root = tmp_path_factory.mktemp("base") / "env"
+def make_base_env(root: Path, wheelhouse: Path) -> BaseEnv:
+    """A venv on this Python holding basepkg 1.0 and packaging, from the fixture wheels, offline."""
     env = {**os.environ, "UV_OFFLINE": "1", "UV_FIND_LINKS": str(wheelhouse), "UV_NO_PROGRESS": "1"}
     env.pop("VIRTUAL_ENV", None)
     subprocess.run([real_uv(), "venv", str(root), "--python", sys.executable, "--quiet"], check=True, env=env)
@@ -78,6 +77,11 @@ def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Base
     return BaseEnv(root, python, site_packages)
 
 
+@pytest.fixture(scope="session")
+def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> BaseEnv:
+    return make_base_env(tmp_path_factory.mktemp("base") / "env", wheelhouse)
+
+
 @dataclass
 class UvRecorder:
     """A `uv` first on PATH that logs each call (and can pause in one), then runs the real uv."""
@@ -92,11 +96,9 @@ class UvRecorder:
         return sum(1 for call in self.calls() if call.startswith(prefix))
 
 
-@pytest.fixture()
-def uv_recorder(tmp_path: Path) -> UvRecorder:
-    folder = tmp_path / "uv-bin"
-    folder.mkdir()
-    log = tmp_path / "uv-calls.log"
+def write_uv_recorder(folder: Path, log: Path) -> UvRecorder:
+    """A `uv` script in `folder` that logs each call to `log` (and can pause in one), then runs the real uv."""
+    folder.mkdir(parents=True, exist_ok=True)
     script = folder / "uv"
     script.write_text(
         textwrap.dedent(
@@ -110,6 +112,11 @@ def uv_recorder(tmp_path: Path) -> UvRecorder:
     )
     script.chmod(0o755)
     return UvRecorder(folder, log)
+
+
+@pytest.fixture()
+def uv_recorder(tmp_path: Path) -> UvRecorder:
+    return write_uv_recorder(tmp_path / "uv-bin", tmp_path / "uv-calls.log")
 
 
 @dataclass
