@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner.wheels import FIXTURE_WHEELS, build_wheel, wheel_from_installed, write_simple_index
+from tests.support.isolation import without_pip_and_uv_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,11 +156,12 @@ def job(tmp_path: Path) -> Job:
 def runner_env(tmp_path: Path, wheelhouse: Path, uv_recorder: UvRecorder) -> dict[str, str]:
     """A job's environment: offline uv on the fixture wheels, a private overlay cache, the uv recorder on PATH.
 
-    pip's settings are switched off (PIP_CONFIG_FILE=/dev/null, no PIP_ variables): the runner
-    honours them, and this machine's pip.conf names extra indexes and constraints. The tests
-    of pip settings put their own back.
+    pip's and uv's settings are switched off (tests/support/isolation.py): the runner honours
+    them, and this machine's pip.conf names a constraints file. The tests of pip settings put
+    their own back.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_", "PIP_", "UV_"))}
+    isolated = without_pip_and_uv_settings()
+    env = {k: v for k, v in isolated.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_"))}
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     env.update(
@@ -167,7 +169,6 @@ def runner_env(tmp_path: Path, wheelhouse: Path, uv_recorder: UvRecorder) -> dic
             "UV_OFFLINE": "1",
             "UV_FIND_LINKS": str(wheelhouse),
             "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(tmp_path / "uv-cache")),
-            "PIP_CONFIG_FILE": os.devnull,
             "RUNNER_CACHE_DIR": str(tmp_path / "overlay-cache"),
             "PATH": os.pathsep.join([str(uv_recorder.folder), env.get("PATH", os.defpath)]),
         }
