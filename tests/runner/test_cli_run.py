@@ -166,8 +166,16 @@ def test_python_runs_without_a_pixi_toml(job: Job, runner_env: dict[str, str], b
     without = cli_run(
         None, runner_env, "pytorch", "-i", str(job.input_folder), "-o", str(tmp_path / "o"), cwd=elsewhere
     )
-    assert without.returncode == 2
-    assert "no pixi.toml in this folder or above" in without.stderr and "--python" in without.stderr
+    ported = cli_run(
+        None, runner_env, "pytorch", "--port", f"input_1={job.code / 'main.py'}", "-o", str(tmp_path / "o"),
+        "--python", str(base_env.python), cwd=elsewhere,
+    )  # fmt: skip
+    for refused in (without, ported):  # one check, one message: the ports are the flavor's, read from its workspace
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == (
+            f"error: {elsewhere}: no pixi.toml in this folder or above "
+            "(run from the workspace root or pass --manifest-path; only --python with --input runs without one)"
+        )
 
 
 @pytest.mark.parametrize(
