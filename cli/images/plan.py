@@ -61,6 +61,8 @@ class BuildStep:
     push: bool = False
     # ENV the Dockerfile does not spell, appended to it by `cli build` (see cli/images/dockerfiles.py).
     env: dict[str, str] = field(default_factory=dict)
+    # The committed Dockerfile that `dockerfile`, a rendered copy, was made from (None: `dockerfile` is committed).
+    rendered_from: Path | None = None
 
     @property
     def image(self) -> str:
@@ -142,8 +144,9 @@ def plan_builds(
 
 
 def ignore_file(step: BuildStep, root: Path) -> Path:
-    """BuildKit reads `<Dockerfile>.dockerignore` next to the Dockerfile; podman is told with --ignorefile."""
-    return root / f"{step.dockerfile}.dockerignore"
+    """The committed `<Dockerfile>.dockerignore`: BuildKit reads it next to the Dockerfile (a rendered copy gets a
+    copy of it there); podman is told with --ignorefile."""
+    return root / f"{step.rendered_from or step.dockerfile}.dockerignore"
 
 
 def build_command(step: BuildStep, engine: Engine, root: Path, *, buildkit: bool = True) -> list[str]:
