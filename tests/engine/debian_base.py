@@ -24,8 +24,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from cli.oci.base import DEBIAN_BASE_PACKAGES
+
 SUITE = "bookworm"
-PACKAGES = ("python3", "passwd", "util-linux", "ca-certificates")
+PACKAGES = ("python3", *DEBIAN_BASE_PACKAGES)  # the README's base, and the python3 the fixture flavor links to
 CACHE_VARIABLE = "OSPARC_ENGINE_TEST_CACHE"
 APT_SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
