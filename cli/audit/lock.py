@@ -90,7 +90,7 @@ def _lock_snapshot(workspace: Workspace, flavor: str) -> LockSnapshot:
 def _split_snapshots(workspace: Workspace) -> dict[str, tuple[str, LockSnapshot]]:
     """The Docker path's split exports: path -> (environment, what pixi.lock says they list)."""
     try:
-        splits = split_exports(workspace, read_lock(workspace), ignore_pypi=True)
+        splits = split_exports(workspace, read_lock(workspace))
     except UserError:  # a flavor that cannot be exported: its own finding already says why
         return {}
     snapshots = {}

@@ -346,7 +346,7 @@ def write_exports(workspace: Workspace, flavors: list[Flavor] | None = None, ign
     rendered: dict[Path, str] = {}
     for flavor in chosen:
         rendered.update(render_exports(workspace, flavor.name, lock, ignore_pypi))
-    for split in split_exports(workspace, lock, [flavor.name for flavor in chosen], ignore_pypi):
+    for split in split_exports(workspace, lock, [flavor.name for flavor in chosen]):
         rendered[split.path] = split.text
     written = []
     for path, text in rendered.items():
@@ -386,7 +386,7 @@ def _stale_split_exports(workspace: Workspace, lock: LockFile) -> list[str]:
     from cli.lockengine.shared_export import split_exports
 
     try:
-        splits = split_exports(workspace, lock, ignore_pypi=True)
+        splits = split_exports(workspace, lock)
     except UserError:
         return []
     return _stale({split.path: split.text for split in splits})

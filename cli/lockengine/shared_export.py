@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cli.errors import UserError
 from cli.flavors import discover_flavors
 from cli.lockengine.export import ENVS_DIR, GENERATOR, FlavorLock, flavor_lock
 from cli.lockengine.manifest import Workspace
@@ -114,12 +113,13 @@ def render_own(locked: FlavorLock, platform: str, subdir: str, records: list[Rep
     return _explicit(header, subdir, records)
 
 
-def split_exports(
-    workspace: Workspace, lock: LockFile, flavors: Sequence[str] | None = None, ignore_pypi: bool = False
-) -> list[SplitExport]:
+def split_exports(workspace: Workspace, lock: LockFile, flavors: Sequence[str] | None = None) -> list[SplitExport]:
     """The shared exports (every platform of any flavor) and the own exports of `flavors` (default: all).
 
-    What is shared is decided over every flavor of the workspace, whichever are exported.
+    What is shared is decided over every flavor of the workspace, whichever are exported. PyPI
+    packages have no place in an @EXPLICIT file: the own export names them as left out, as the
+    whole-flavor `<subdir>.explicit` does, whose export (and so every build) refuses them unless
+    told to leave them out.
     """
     every = [flavor.name for flavor in discover_flavors(workspace)]
     locks = {name: flavor_lock(lock, workspace, name) for name in every}
@@ -137,7 +137,6 @@ def split_exports(
         for name in chosen:
             if platform not in locks[name].records:
                 continue
-            _refuse_pypi(locks[name], platform, ignore_pypi, workspace)
             own = install_order(split_shared(by_flavor[name], shared)[1])
             text = render_own(locks[name], platform, subdir, own, digest)
             result.append(SplitExport(own_export_path(workspace, name, platform), name, platform, own, text))
@@ -150,16 +149,3 @@ def _shared_records(by_flavor: dict[str, list[RepoDataRecord]], shared: set[str]
         return []
     first = by_flavor[min(by_flavor)]
     return install_order(split_shared(first, shared)[0])
-
-
-def _refuse_pypi(locked: FlavorLock, platform: str, ignore_pypi: bool, workspace: Workspace) -> None:
-    pypi = locked.pypi.get(platform) or []
-    if pypi and not ignore_pypi:
-        raise UserError(
-            f"environment '{locked.flavor}' [{platform}] has PyPI packages "
-            f"({', '.join(sorted(str(e['name']) for e in pypi))}), which the Docker path's @EXPLICIT files "
-            "have no place for",
-            path=workspace.lock_path,
-            fix="make them conda dependencies, or leave them out with --ignore-pypi-errors "
-            "(the Docker image then lacks them)",
-        )
