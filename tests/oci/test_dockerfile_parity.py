@@ -179,3 +179,16 @@ def test_every_env_of_the_docker_plan_is_in_the_oci_config(
 ) -> None:
     docker_env, oci_env, _ = both_envs
     assert {key: oci_env.get(key) for key in docker_env} == docker_env
+
+
+def test_both_engines_make_the_same_users() -> None:
+    """The overlay builders of common/Dockerfile's loop are cli/oci/common.py's, and the runner's defaults."""
+    from runner.identities import DEFAULT_BUILD_USER, DEFAULT_SOURCE_USER
+
+    text = (REPO / "common" / "Dockerfile").read_text()
+    (loop,) = re.findall(r"for builder in ([^;]+); do", text)
+    assert tuple((name, int(uid)) for name, uid in (item.split(":") for item in loop.split())) == common.BUILDERS
+    assert f"--home-dir {common.NO_HOME} --shell {common.NO_LOGIN_SHELL}" in text
+    assert tuple(name for name, _ in common.BUILDERS) == (DEFAULT_BUILD_USER, DEFAULT_SOURCE_USER)
+    assert 'chmod 0755 "${RUNNER_CACHE_DIR}"' in text  # root's, as the OCI engine makes it
+    assert not [line for line in text.splitlines() if "chown" in line and "RUNNER_CACHE_DIR" in line]
