@@ -160,3 +160,19 @@ def test_exporting_one_flavor_writes_the_shared_export_and_its_own(workspace: Pa
     # What is shared is decided over every flavor, whichever are exported.
     names = {name_of(url) for url, _ in listed(workspace / "envs" / "_shared" / "linux-64.explicit")}
     assert "pytorch" not in names and "cudnn" in names
+
+
+def test_a_build_refuses_a_stale_split_export(locked_workspace: Path) -> None:
+    from tests.images.conftest import add_image_files
+
+    add_image_files(locked_workspace)
+    assert cli("generate", "--manifest-path", locked_workspace).returncode == 0
+    assert cli("build", "all", "--dry-run", "--manifest-path", locked_workspace).returncode == 0
+    own = locked_workspace / "envs" / "pytorch" / "linux-64.own.explicit"
+    own.write_text(own.read_text().replace("#sha256:", "#sha256:0", 1))
+    done = cli("build", "all", "--dry-run", "--manifest-path", locked_workspace)
+    assert done.returncode == 2 and "refusing to build: 1 stale input(s)" in done.stderr
+    assert "envs/pytorch/linux-64.own.explicit: differs from pixi.lock" in done.stderr
+    (locked_workspace / "flavors" / "Dockerfile.shared").unlink()
+    missing = cli("build", "pytorch", "--dry-run", "--manifest-path", locked_workspace)
+    assert f"{locked_workspace / 'flavors' / 'Dockerfile.shared'}: missing" in missing.stderr
