@@ -44,7 +44,7 @@ def raise_reserved(workspace: Workspace, name: str) -> None:
     from cli.errors import UserError
 
     raise UserError(
-        f"'{name}' is reserved for `cli build {name}`",
+        f"'{name}' is reserved: it names a build step or target of `cli build` ({', '.join(naming.RESERVED_NAMES)})",
         path=workspace.root / "flavors" / name,
         fix="rename the flavor folder and its pixi environment",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from cli.flavors import discover_flavors
 from cli.images.plan import BuildFacts, Engine, FlavorSpec, build_command, commands, plan_builds
 from cli.lockengine.manifest import load_workspace
@@ -85,3 +87,16 @@ def test_a_flavor_fragment_builds_on_the_generic_flavor_image(plain_workspace: P
     assert final.build_args["FLAVOR_IMAGE"] == "fixture-runners/tensorflow-base:1.0.0"
     assert final.tags == ("simcore/services/comp/osparc-tensorflow-runner:1.0.0",)
     assert "io.simcore.key" in final.labels
+
+
+def test_a_flavor_cannot_take_the_shared_stage_name(plain_workspace: Path) -> None:
+    from tests.images.conftest import cli
+    from tests.support.workspace import flavor_metadata
+
+    manifest = plain_workspace / "pixi.toml"
+    manifest.write_text(manifest.read_text() + 'shared = ["cuda", "runner"]\n')
+    (plain_workspace / "flavors" / "shared").mkdir()
+    (plain_workspace / "flavors" / "shared" / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata("shared")))
+    done = cli("generate", "--manifest-path", plain_workspace)
+    assert done.returncode == 2
+    assert "'shared' is reserved: it names a build step or target of `cli build`" in done.stderr
