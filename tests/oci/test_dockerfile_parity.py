@@ -122,7 +122,8 @@ def fully_qualified(reference: str) -> bool:
 
 def test_dockerfiles_name_images_fully_qualified() -> None:
     found = {}
-    for dockerfile in (REPO / "common" / "Dockerfile", REPO / "flavors" / "Dockerfile"):
+    for name in ("common/Dockerfile", "flavors/Dockerfile.shared", "flavors/Dockerfile"):
+        dockerfile = REPO / name
         for reference in image_references(dockerfile):
             found[reference] = fully_qualified(reference)
     assert "docker.io/library/ubuntu:24.04" in found and "docker.io/mambaorg/micromamba:2.5.0" in found
@@ -141,7 +142,7 @@ def both_envs(oci_workspace: Path, tmp_path: Path) -> tuple[dict[str, str], dict
     runtime.write_text(yaml.safe_dump({**document, "environment": FLAVOR_DEFAULTS}))
     workspace = load_workspace(oci_workspace)
     specs = [spec for spec in flavor_specs(workspace) if spec.name == "tensorflow"]
-    (_, flavor_step) = plan_builds(workspace, specs, facts=build_facts(workspace, specs))
+    (_, _, flavor_step) = plan_builds(workspace, specs, facts=build_facts(workspace, specs))  # common, shared, flavor
     step = rendered(flavor_step)
     write_rendered(step, workspace.root)
     assert step.dockerfile == Path("build/dockerfiles/tensorflow/Dockerfile")
