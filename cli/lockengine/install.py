@@ -79,10 +79,6 @@ def link_config(mode: LinkMode) -> str:
     return f"allow-hard-links = {str(hard).lower()}\nallow-ref-links = {str(ref).lower()}\n"
 
 
-def default_cache_dir() -> Path:
-    return default_cache_root()
-
-
 @dataclass(frozen=True)
 class InstallOptions:
     cache_dir: Path | None = None

@@ -19,9 +19,9 @@ from pathlib import Path
 from rattler import RepoDataRecord
 
 from cli.lockengine.export import export_paths
-from cli.lockengine.install import default_cache_dir
 from cli.lockengine.lockfile import locked_records
 from cli.lockengine.manifest import Workspace
+from cli.lockengine.package_cache import default_cache_root
 from cli.oci.environment import LOCKS_DIR, PLATFORM, StagedEnvironment
 from cli.oci.layer_plan import PlannedLayer, plan_layers, shared_identities
 from cli.oci.tarball import CHUNK, Entry, UnvouchedFile, Vouch, file_copy, tree_entries
@@ -29,7 +29,7 @@ from cli.oci.tarball import CHUNK, Entry, UnvouchedFile, Vouch, file_copy, tree_
 
 def repair_hint(cache: Path) -> str:
     command = "python -m cli cache verify --repair"
-    if cache != default_cache_dir():
+    if cache != default_cache_root():
         command = f"{command} --cache-dir {cache}"
     return f"repair the package cache with `{command}`, then build again"
 
