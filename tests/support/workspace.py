@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-PIXI_TOML = """\
-[workspace]
-name = "fixture-runners"
-version = "0.1.0"
-channels = ["{channel}"]
-platforms = [{{ platform = "linux-64", cuda = "12" }}]
+FLAVOR_DEPENDENCIES = {
+    "pytorch": 'pytorch = { version = "*", build = "cuda*" }\ntorchvision = "*"\n',
+    "tensorflow": 'tensorflow = { version = "*", build = "cuda*" }\n',
+}
 
-[feature.cuda.dependencies]
-cuda-version = "12.*"
 
-[feature.runner.dependencies]
-python = "3.12.*"
-uv = "*"
-
-[feature.pytorch.dependencies]
-pytorch = {{ version = "*", build = "cuda*" }}
-torchvision = "*"
-
-[feature.tensorflow.dependencies]
-tensorflow = {{ version = "*", build = "cuda*" }}
-
-[environments]
-pytorch = ["pytorch", "cuda", "runner"]
-tensorflow = ["tensorflow", "cuda", "runner"]
-"""
+def pixi_toml(
+    channel_url: str,
+    flavors: Mapping[str, str] = FLAVOR_DEPENDENCIES,
+    *,
+    name: str = "fixture-runners",
+    python: str = "3.12",
+    runner_extra: str = "",
+) -> str:
+    """The manifest of a runner workspace: shared `cuda` and `runner` features, one feature and
+    environment a flavor (`flavors`: name → its `[feature.<name>.dependencies]` lines)."""
+    features = "".join(f"[feature.{flavor}.dependencies]\n{lines}\n" for flavor, lines in flavors.items())
+    environments = "".join(f'{flavor} = ["{flavor}", "cuda", "runner"]\n' for flavor in flavors)
+    return (
+        f'[workspace]\nname = "{name}"\nversion = "0.1.0"\nchannels = ["{channel_url}"]\n'
+        'platforms = [{ platform = "linux-64", cuda = "12" }]\n\n'
+        '[feature.cuda.dependencies]\ncuda-version = "12.*"\n\n'
+        f'[feature.runner.dependencies]\npython = "{python}.*"\nuv = "*"\n{runner_extra}\n'
+        f"{features}[environments]\n{environments}"
+    )
 
 
 def flavor_metadata(flavor: str, version: str = "1.0.0") -> dict[str, object]:
@@ -68,7 +69,7 @@ def flavor_metadata(flavor: str, version: str = "1.0.0") -> dict[str, object]:
 
 def write_workspace(root: Path, channel_url: str, flavors: tuple[str, ...] = ("pytorch", "tensorflow")) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pixi.toml").write_text(PIXI_TOML.format(channel=channel_url))
+    (root / "pixi.toml").write_text(pixi_toml(channel_url))
     for flavor in flavors:
         folder = root / "flavors" / flavor
         folder.mkdir(parents=True, exist_ok=True)
