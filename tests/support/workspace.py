@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 FLAVOR_DEPENDENCIES = {
     "pytorch": 'pytorch = { version = "*", build = "cuda*" }\ntorchvision = "*"\n',
@@ -91,3 +94,15 @@ def lock_and_export(root: Path, *, generate: bool = False) -> Path:
     if generate:
         write_generated(workspace)
     return root
+
+
+def committed_workspace(target: Path) -> Path:
+    """A copy of this repository's committed workspace: the files at its top (pixi.toml, pixi.lock, …),
+    flavors/ and envs/ (what the benches run the CLI on, away from the working tree)."""
+    target.mkdir(parents=True)
+    for path in REPO.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy(path, target / path.name)
+    for folder in ("flavors", "envs"):
+        shutil.copytree(REPO / folder, target / folder)
+    return target
