@@ -250,17 +250,17 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
         with InstallProgress(options.show_progress) as progress:
             checks: list[EntryCheck] = []
             if options.verify and present:
-                checks += _verify_present(present, entries, urls, client, report, progress)
+                checks += _verify(present, entries, urls, report, progress, repair_with=client)
             if local:
                 _extract_local(local, entries, urls, client, report, progress)
                 if options.verify:
-                    checks += _check_fresh(local, entries, urls, report, progress)
+                    checks += _verify(local, entries, urls, report, progress, repair_with=None)
             progress.start_transaction(sum(r.size or 0 for r in remote), len(records))
             _link(records, staging or prefix, prefix, options, urls, client, progress)
             report.downloaded = list(progress.downloaded)
             report.downloaded_bytes = progress.downloaded_bytes
             if options.verify and remote:
-                checks += _check_fresh(remote, entries, urls, report, progress)
+                checks += _verify(remote, entries, urls, report, progress, repair_with=None)
         if options.link is LinkMode.hardlink:
             for check in checks:
                 refresh_after_linking(check)
@@ -310,21 +310,51 @@ def _sha(record: RepoDataRecord) -> str:
     return record.sha256.hex()
 
 
-def _verify_present(
+def _verify(
     records: list[RepoDataRecord],
     entries: dict[str, CacheEntry],
     urls: dict[str, str],
-    client: rattler.Client,
     report: InstallReport,
     progress: InstallProgress,
+    *,
+    repair_with: rattler.Client | None,
 ) -> list[EntryCheck]:
-    progress.start_verify("checking cache", None)
+    """Check the records' cache entries against their paths.json and remember the ones that pass.
+
+    Entries the cache already held (`repair_with` a client) trust their memo, and a damaged one is
+    re-extracted once from its archive; entries just extracted from sha256-checked archives are
+    hashed in full, and damage there is an error at once (extracting again would give the same).
+    """
+    by_entry = {entries[r.file_name].name: r for r in records}
+    progress.start_verify("checking cache" if repair_with else "checking", None)
     checks = check_entries(
-        [entries[r.file_name] for r in records], on_hashed=progress.hashed, on_planned=progress.planned
+        [entries[r.file_name] for r in records],
+        trust_memo=repair_with is not None,
+        on_hashed=progress.hashed,
+        on_planned=progress.planned,
     )
     progress.finish_verify()
-    by_entry = {entries[r.file_name].name: r for r in records}
     damaged = [c for c in checks if not c.ok]
+    if damaged and repair_with is not None:
+        checks = [c for c in checks if c.ok] + _repair(damaged, by_entry, urls, repair_with, report)
+    for check in checks:
+        _refuse_damage(check, by_entry[check.entry.name], urls)
+    _account(checks, report)
+    for check in checks:
+        record = by_entry[check.entry.name]
+        if check.changed:
+            remember(check, _sha(record), urls[record.file_name])
+    return checks
+
+
+def _repair(
+    damaged: list[EntryCheck],
+    by_entry: dict[str, RepoDataRecord],
+    urls: dict[str, str],
+    client: rattler.Client,
+    report: InstallReport,
+) -> list[EntryCheck]:
+    """Re-extract damaged entries from their archives (sha256-checked), one log line each; checked again in full."""
     for check in damaged:
         record = by_entry[check.entry.name]
         first = check.damage[0]
@@ -336,20 +366,10 @@ def _verify_present(
             more,
             urls[record.file_name],
         )
-    if damaged:
-        repairs = [(c.entry, urls[by_entry[c.entry.name].file_name], _sha(by_entry[c.entry.name])) for c in damaged]
-        _raise_failed(extract_verified(repairs, client), by_entry, urls)
-        report.repaired = [by_entry[c.entry.name].file_name for c in damaged]
-        rechecked = check_entries([c.entry for c in damaged], trust_memo=False)
-        for check in rechecked:
-            _refuse_damage(check, by_entry[check.entry.name], urls)
-        checks = [c for c in checks if c.ok] + rechecked
-    _account(checks, report)
-    for check in checks:
-        record = by_entry[check.entry.name]
-        if check.changed:
-            remember(check, _sha(record), urls[record.file_name])
-    return checks
+    repairs = [(c.entry, urls[by_entry[c.entry.name].file_name], _sha(by_entry[c.entry.name])) for c in damaged]
+    _raise_failed(extract_verified(repairs, client), by_entry, urls)
+    report.repaired = [by_entry[c.entry.name].file_name for c in damaged]
+    return check_entries([c.entry for c in damaged], trust_memo=False)
 
 
 def _extract_local(
@@ -367,32 +387,6 @@ def _extract_local(
     _raise_failed(done, by_entry, urls)
     progress.finish_verify()
     report.extracted = [r.file_name for r in records]
-
-
-def _check_fresh(
-    records: list[RepoDataRecord],
-    entries: dict[str, CacheEntry],
-    urls: dict[str, str],
-    report: InstallReport,
-    progress: InstallProgress,
-) -> list[EntryCheck]:
-    """Entries just extracted from sha256-checked archives: checked once in full, then remembered."""
-    by_entry = {entries[r.file_name].name: r for r in records}
-    progress.start_verify("checking", None)
-    checks = check_entries(
-        [entries[r.file_name] for r in records],
-        trust_memo=False,
-        on_hashed=progress.hashed,
-        on_planned=progress.planned,
-    )
-    progress.finish_verify()
-    for check in checks:
-        _refuse_damage(check, by_entry[check.entry.name], urls)
-    _account(checks, report)
-    for check in checks:
-        record = by_entry[check.entry.name]
-        remember(check, _sha(record), urls[record.file_name])
-    return checks
 
 
 def _account(checks: list[EntryCheck], report: InstallReport) -> None:
