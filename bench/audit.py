@@ -33,7 +33,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cli.audit.prefix import audit_prefix, default_workers, sha256_of  # noqa: E402
+from cli.audit.prefix import audit_prefix  # noqa: E402
+from cli.file_hashing import default_workers, sha256_of  # noqa: E402
 from cli.lockengine.install import InstallRequest, install_environment  # noqa: E402
 from cli.lockengine.locking import LockRequest, lock_workspace, write_result  # noqa: E402
 from cli.lockengine.manifest import load_workspace  # noqa: E402

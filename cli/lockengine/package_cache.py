@@ -28,7 +28,6 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from urllib.parse import unquote, urlparse
 from rattler import Client
 from rattler.package_streaming import download_and_extract
 
+from cli.file_hashing import hash_all, sha256_of
 from cli.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ MEMO_VERSION = 2
 # py-rattler's entry metadata file: a big-endian u64 revision, then the archive's 32-byte sha256.
 REVISION_BYTES = 8
 SHA256_BYTES = 32
-# Files per pool task when hashing: one task per file would cost more in scheduling than in hashing.
-BATCH_FILES = 64
-BATCH_BYTES = 32 << 20
 
 # The stat facts of a file: (inode, size, mtime_ns, ctime_ns, mode, link count). Writing to a file
 # moves its mtime and ctime, replacing it changes the inode; ctime cannot be set back by a user
@@ -77,11 +74,6 @@ def default_cache_root() -> Path:
 
 def facts_of(info: os.stat_result) -> Facts:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_nlink)
-
-
-def sha256_of(path: Path | str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def local_path(url: str) -> Path | None:
@@ -378,36 +370,13 @@ def _plan_file(check: EntryCheck, item: dict[str, Any], trust_memo: bool, jobs: 
     jobs.append(_HashJob(check, relative, absolute, str(sha256), facts))
 
 
-def _hash_batch(batch: list[_HashJob]) -> list[tuple[_HashJob, str | None, Facts | None]]:
-    results: list[tuple[_HashJob, str | None, Facts | None]] = []
-    for job in batch:
-        try:
-            digest = sha256_of(job.absolute)
-            after = facts_of(os.lstat(job.absolute))
-        except OSError:
-            results.append((job, None, None))
-            continue
-        results.append((job, digest, after))
-    return results
-
-
-def _batches(jobs: list[_HashJob]) -> list[list[_HashJob]]:
-    batches: list[list[_HashJob]] = []
-    current: list[_HashJob] = []
-    size = 0
-    for job in sorted(jobs, key=lambda j: j.facts[1], reverse=True):  # large files first: no big one finishes last
-        current.append(job)
-        size += job.facts[1]
-        if size >= BATCH_BYTES or len(current) >= BATCH_FILES:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
-    return batches
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+def _hash_job(job: _HashJob) -> tuple[_HashJob, str | None, Facts | None]:
+    try:
+        digest = sha256_of(job.absolute, job.facts[1])
+        after = facts_of(os.lstat(job.absolute))
+    except OSError:
+        return job, None, None
+    return job, digest, after
 
 
 def check_entries(
@@ -432,13 +401,10 @@ def check_entries(
             _plan_file(check, item, trust_memo, jobs)
     if on_planned is not None:
         on_planned(sum(job.facts[1] for job in jobs))
-    if jobs:
-        with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-            for results in pool.map(_hash_batch, _batches(jobs)):
-                for job, digest, after in results:
-                    _record_hash(job, digest, after)
-                    if on_hashed is not None:
-                        on_hashed(job.facts[1])
+    for job, digest, after in hash_all(jobs, _hash_job, lambda job: job.facts[1], workers):
+        _record_hash(job, digest, after)
+        if on_hashed is not None:
+            on_hashed(job.facts[1])
     for check in checks:
         check.damage.sort(key=lambda d: d.path)
     return checks
