@@ -10,7 +10,11 @@ each archive's sha256 against the lock while it streams, its installer links. Ar
 2. archives on local disk (file:// channels and mirrors) are extracted here, sha256-checked,
    because py-rattler's installer extracts a local archive without checking it;
 3. entries py-rattler downloads are checked once they are in, and remembered;
-4. conda-meta names the lock's URL, not the mirror it was fetched from.
+4. conda-meta names the lock's URL, not the mirror it was fetched from;
+5. then the locked PyPI packages, with uv (pixi's order).
+
+A new prefix is built in a staging folder beside it and renamed into place only when all of it,
+PyPI packages included, is there: a failure leaves no prefix (`_publish`).
 
 Link mode (`LinkMode`): the default clones or copies, so that editing a file in one prefix can
 never change the cache the next prefix is made from.
@@ -25,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -204,11 +209,15 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
         show_progress=request.show_progress,
         reinstall=request.reinstall,
     )
-    report = install_records(records, request.prefix, options)
-    restore_lock_urls(request.prefix, records)
-    from cli.lockengine.pypi import install_locked_pypi
+    from cli.lockengine.pypi import install_pypi_packages, locked_pypi
 
-    install_locked_pypi(workspace.root, workspace.lock_path, request.environment, platform, request.prefix)
+    pypi = locked_pypi(workspace.root, workspace.lock_path, request.environment, platform)
+
+    def complete(prefix: Path) -> None:
+        restore_lock_urls(prefix, records)
+        install_pypi_packages(prefix, pypi, workspace.root, options.retries)  # after conda, as pixi does
+
+    report = install_records(records, request.prefix, options, complete)
     return InstallResult(request.prefix, platform, records, report)
 
 
@@ -224,8 +233,17 @@ def _subdir_of(workspace: Workspace, environment: str, platform: str | None) -> 
 # --- the verified install ------------------------------------------------------------------------
 
 
-def install_records(records: list[RepoDataRecord], prefix: Path, options: InstallOptions) -> InstallReport:
-    """Link `records` into `prefix` from a package cache whose entries are checked (and repaired) first."""
+def install_records(
+    records: list[RepoDataRecord],
+    prefix: Path,
+    options: InstallOptions,
+    complete: Callable[[Path], None] | None = None,
+) -> InstallReport:
+    """Link `records` into `prefix` from a package cache whose entries are checked (and repaired) first.
+
+    `complete` finishes the environment (conda-meta's URLs, the PyPI packages) before a new prefix
+    is moved into place, so that a failure there leaves nothing either (see `_publish`).
+    """
     started = time.perf_counter()
     for record in records:
         if record.sha256 is None:
@@ -266,9 +284,9 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
                 refresh_after_linking(check)
                 remember(check)
         if staging is not None:
-            if prefix.is_dir():
-                prefix.rmdir()  # an empty folder stood there
-            os.replace(staging, prefix)
+            _publish(staging, prefix, complete)
+        elif complete is not None:
+            complete(prefix)
     finally:
         cache.save_memos()
         if staging is not None and staging.exists():
@@ -277,20 +295,60 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
     return report
 
 
+STAGING_INFIX = ".installing-"
+
+
 def _staging_for(prefix: Path) -> Path | None:
     """A new prefix is installed next to where it goes and renamed into place: a failure leaves nothing.
 
     An existing environment is updated in place by py-rattler's transaction.
     """
     try:
-        if prefix.is_dir() and any(prefix.iterdir()):
-            return None
+        _remove_interrupted(prefix)
+        if prefix.is_symlink() or (prefix.is_dir() and any(prefix.iterdir())):
+            return None  # an environment, or the user's own link to where it goes: installed in place
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{prefix.name}.installing-", dir=prefix.parent))
+        return Path(tempfile.mkdtemp(prefix=f".{prefix.name}{STAGING_INFIX}", dir=prefix.parent))
     except OSError as error:
         raise UserError(
             f"cannot install into the prefix: {error.strerror or error}", path=prefix, fix="check the folder"
         ) from error
+
+
+def _publish(staging: Path, prefix: Path, complete: Callable[[Path], None] | None) -> None:
+    """Move a finished staging folder to the prefix; `complete` runs first, on the prefix's own path.
+
+    What `complete` installs must name the prefix, not the staging folder: uv writes the
+    interpreter's path into every script it makes (`#!<prefix>/bin/python`), as py-rattler's
+    `alternative_target_prefix` does for the conda files. So while `complete` runs, the prefix is
+    a symbolic link to the staging folder; then the link goes and the folder is renamed in its place.
+    """
+    emptied = prefix.is_dir() and not prefix.is_symlink()
+    if emptied:
+        prefix.rmdir()  # an empty folder stood there
+    if complete is not None:
+        prefix.symlink_to(staging, target_is_directory=True)
+        try:
+            complete(prefix)
+        except BaseException:
+            prefix.unlink()
+            if emptied:
+                prefix.mkdir()
+            raise
+        prefix.unlink()
+    os.replace(staging, prefix)
+
+
+def _remove_interrupted(prefix: Path) -> None:
+    """A symbolic link to a staging folder is what an install that was killed in `_publish` leaves: both go."""
+    if not prefix.is_symlink():
+        return
+    target = Path(os.readlink(prefix))
+    target = target if target.is_absolute() else prefix.parent / target
+    if target.parent == prefix.parent and target.name.startswith(f".{prefix.name}{STAGING_INFIX}"):
+        log.warning("removing %s, left by an install that was interrupted", target)
+        prefix.unlink()
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def _entry_of(cache: PackageCache, record: RepoDataRecord) -> CacheEntry:
