@@ -59,12 +59,13 @@ def lock_command(
     from cli.lockengine.channels import parse_mirrors
     from cli.lockengine.locking import LockRequest, lock_workspace, write_result
 
+    mirrors = parse_mirrors(mirror)  # bad input is one line, before any display
     console = Console(stderr=True)
     with console.status("solving", spinner="dots") as status:
         request = LockRequest(
             environments=tuple(environment or ()),
             platforms=tuple(platform or ()),
-            mirrors=parse_mirrors(mirror),
+            mirrors=mirrors,
             update=update,
             cache_dir=cache_dir,
             on_solve=lambda env, plat: status.update(f"solving {env} [{plat}]"),

@@ -31,12 +31,13 @@ def server(gpu_channel: Path) -> Iterator[ChannelServer]:
 
 
 def install(
-    workspace: Path, prefix: Path, cache: Path, *args: str | Path, mirror_to: str | None = None
+    workspace: Path, prefix: Path, cache: Path, *args: str | Path, mirror_to: str | None = None, quiet: bool = True
 ) -> subprocess.CompletedProcess[str]:
     channel = next(iter(lock_records(workspace / "pixi.lock", "pytorch").values())).url.rsplit("/", 2)[0]
     mirror = ("--mirror", f"{channel}={mirror_to}") if mirror_to else ()
+    flags = ("--quiet",) if quiet else ()
     return run_cli(
-        "install", "pytorch", "--prefix", prefix, "--cache-dir", cache, "--quiet", *mirror, *args, cwd=workspace
+        "install", "pytorch", "--prefix", prefix, "--cache-dir", cache, *flags, *mirror, *args, cwd=workspace
     )
 
 
@@ -68,9 +69,11 @@ def test_refused_connection_names_url_package_and_fix(
     locked_workspace: Path, tmp_path: Path, cuda_override: str
 ) -> None:
     refused = refused_url()
-    result = install(locked_workspace, tmp_path / "env", tmp_path / "cache", mirror_to=refused)
+    # no --quiet: with stderr a pipe there is no progress display, and nothing but the error line
+    result = install(locked_workspace, tmp_path / "env", tmp_path / "cache", mirror_to=refused, quiet=False)
     assert result.returncode == 2, result.stderr
     line = error_line(result)
+    assert result.stderr == line + "\n"
     assert "cannot download" in line and refused in line and ".conda" in line
     assert all(word in line for word in FIX_WORDS), line
     assert "check the path and its permissions" not in line

@@ -266,6 +266,8 @@ def test_cache_verify_bad_input(tmp_path: Path) -> None:
         result = cache_verify(folder)
         assert result.returncode == 2, result.stderr
         assert words in error_line(result) and str(folder) in error_line(result)
+        shown = run_cli("cache", "verify", "--cache-dir", folder, cwd=tmp_path)  # progress not turned off
+        assert shown.returncode == 2 and shown.stderr == error_line(result) + "\n"
 
 
 # --- a package whose archive contradicts its own paths.json ---------------------------------------
