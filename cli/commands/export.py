@@ -34,7 +34,7 @@ def export_command(
     workspace = workspace_from(manifest_path)
     flavors = [get_flavor(workspace, name) for name in flavor] if flavor else discover_flavors(workspace)
     if check:
-        report_check(stale_exports(workspace), as_json, "exports are up to date")
+        report_check("export", stale_exports(workspace), as_json, "exports are up to date")
     written = write_exports(workspace, flavors, ignore_pypi_errors)
     if as_json:
         typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))

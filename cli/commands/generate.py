@@ -22,7 +22,7 @@ def generate_command(
     """Write flavors/<name>/service.cli/run and docker-compose.yml from each flavor's metadata.yml."""
     workspace = workspace_from(manifest_path)
     if check:
-        report_check(stale_generated(workspace), as_json, "generated files are up to date")
+        report_check("generate", stale_generated(workspace), as_json, "generated files are up to date")
     written = write_generated(workspace)
     if as_json:
         typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))

@@ -85,6 +85,7 @@ def lock_command(
 
 def _check(manifest_path: Path | None, environments: list[str] | None, as_json: bool) -> int:
     """Satisfiability only: 0 fresh, 1 stale, 2 cannot check (one line saying why)."""
+    from cli.check_report import CANNOT_CHECK, EXIT_CODES, FRESH, STALE, check_json
     from cli.lockengine.freshness import CannotCheck, lock_mismatches
     from cli.lockengine.manifest import PyprojectManifest
 
@@ -96,31 +97,20 @@ def _check(manifest_path: Path | None, environments: list[str] | None, as_json: 
     except (CannotCheck, PyprojectManifest) as error:
         reason = error.reason if isinstance(error, CannotCheck) else error.message
         if as_json:
-            typer.echo(json.dumps({"check": True, "verdict": "cannot check", "reason": reason}, indent=2))
+            typer.echo(check_json("lock", [], reason))
         else:
             typer.echo(f"cannot check: {reason}", err=True)
-        return 2
+        return EXIT_CODES[CANNOT_CHECK]
     lock_path = workspace.lock_path
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "lock": str(lock_path),
-                    "check": True,
-                    "changed": bool(problems),
-                    "verdict": "stale" if problems else "fresh",
-                    "problems": [str(p) for p in problems],
-                },
-                indent=2,
-            )
-        )
+        typer.echo(check_json("lock", [str(p) for p in problems]))
     elif problems:
         typer.echo(f"{lock_path}: out of date")
         for problem in problems:
             typer.echo(f"  {problem}")
     else:
         typer.echo(f"{lock_path}: up to date")
-    return 1 if problems else 0
+    return EXIT_CODES[STALE if problems else FRESH]
 
 
 def register(app: typer.Typer) -> None:
