@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +181,19 @@ def test_install_defaults_to_the_workspace_envs_folder(locked_workspace: Path, c
     prefix = locked_workspace / ".envs" / "pytorch"
     assert (prefix / "conda-meta").is_dir() and str(prefix) in result.stdout
     assert os.path.exists(prefix / "bin" / "python")
+
+
+def test_a_client_hanging_up_leaves_no_noise(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A download dropped half way (as py-rattler drops wrong bytes) is kept by the server, never printed."""
+    (tmp_path / "big.conda").write_bytes(bytes(32 << 20))  # more than the socket buffers hold
+    with serve_channel(tmp_path) as server:
+        client = socket.create_connection(("127.0.0.1", server.server_address[1]))
+        client.sendall(b"GET /big.conda HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        client.recv(1024)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not a close
+        client.close()
+        deadline = time.monotonic() + 10
+        while not server.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [type(e) for e in server.errors] in ([ConnectionResetError], [BrokenPipeError])
+    assert capfd.readouterr().err == ""
