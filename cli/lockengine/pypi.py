@@ -30,14 +30,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from cli.errors import UserError
 from cli.lockengine.lockfile import DEFAULT_PYPI_INDEX
 from cli.lockengine.platforms import PlatformSpec
-from cli.lockengine.pypi_specs import DEFAULT_PRERELEASE_MODE, PATH, REGISTRY, URL, PypiDependency, PypiOptions
+from cli.lockengine.pypi_specs import (
+    DEFAULT_PRERELEASE_MODE,
+    PATH,
+    REGISTRY,
+    URL,
+    PypiDependency,
+    PypiOptions,
+    render_requirement,
+    render_specifier,
+)
 from cli.lockengine.pypi_target import marker_environment, platform_tags, wheel_tags
 
 log = logging.getLogger(__name__)
@@ -162,41 +171,6 @@ def _own_requirements(package: LocalPackage, markers: dict[str, str]) -> list[st
         elif any(requirement.marker.evaluate({**markers, "extra": extra}) for extra in extras):
             wanted.append(text.split(";", 1)[0].strip())
     return wanted
-
-
-def render_requirement(text: str) -> str:
-    """A requirement the way pixi writes `requires_dist` (pep508_rs): `name[extras]specifiers ; marker`."""
-    try:
-        requirement = Requirement(text)
-    except InvalidRequirement:
-        return text
-    head = text.split(";", 1)[0]
-    name_part = re.match(r"\s*[A-Za-z0-9._-]+(\s*\[[^\]]*\])?", head)
-    rest = head[name_part.end() :] if name_part else ""
-    out: str = canonicalize_name(requirement.name)
-    if requirement.extras:
-        out += f"[{','.join(canonicalize_name(e) for e in requirement.extras)}]"
-    if requirement.url:
-        out += f" @ {requirement.url}"
-    else:
-        specifiers = [s.strip() for s in rest.strip().strip("()").split(",") if s.strip()]
-        out += ",".join(_render_specifier(s) for s in specifiers)
-    if requirement.marker is not None:
-        out += f" ; {str(requirement.marker).replace(chr(34), chr(39))}"
-    return out
-
-
-def _render_specifier(text: str) -> str:
-    match = re.match(r"^(===|~=|==|!=|<=|>=|<|>)\s*(.+)$", text)
-    if not match:
-        return text.replace(" ", "")
-    operator, version = match.groups()
-    if version.endswith(".*"):
-        return f"{operator}{version}"
-    try:
-        return f"{operator}{Version(version)}"
-    except InvalidVersion:
-        return f"{operator}{version}"
 
 
 def _uv_environment(cache_dir: Path | None, platform: PlatformSpec) -> dict[str, str]:
@@ -382,7 +356,7 @@ def _registry_entry(
     requires_python = metadata.get("Requires-Python")
     if requires_python:
         entry["requires_python"] = ",".join(
-            _render_specifier(s.strip()) for s in requires_python.split(",") if s.strip()
+            render_specifier(s.strip()) for s in requires_python.split(",") if s.strip()
         )
     return entry
 
