@@ -35,7 +35,8 @@ COMMANDS = (
     CommandEntry(
         "export",
         "cli.commands.export",
-        "Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<subdir>.explicit from pixi.lock.",
+        "Write envs/<flavor>/conda-lock.yml, envs/<flavor>/<subdir>.explicit and the shared stage's split "
+        "(envs/_shared/, <subdir>.own.explicit) from pixi.lock.",
     ),
     CommandEntry(
         "install",
@@ -56,7 +57,7 @@ COMMANDS = (
     CommandEntry(
         "build",
         "cli.commands.build",
-        "Build the common image, then the flavor(s); "
+        "Build the common image, the shared stage, then the flavor(s); "
         "refuses while pixi.lock, the exports or generated files are stale.",
     ),
     CommandEntry(

@@ -6,9 +6,15 @@
 # User): make the user scu take the UID/GID of the owner of OUTPUT_FOLDER (the backend's
 # binds belong to its own user, UID 8004; a local `docker run` brings the caller's folders;
 # a root-owned folder puts scu in group root instead), check that scu can read INPUT_FOLDER
-# and write OUTPUT_FOLDER and LOG_FOLDER, hand scu its home and the runner cache (nothing
-# else is touched: no walk of the filesystem), then drop root with setpriv and exec the
-# command, so the command is this process and receives the container's signals.
+# and write OUTPUT_FOLDER and LOG_FOLDER, hand scu its home (nothing else is touched: no
+# walk of the filesystem), then exec the command, so the command is this process and
+# receives the container's signals:
+# - the image's command `run` (the service's run script, which starts the runner) stays
+#   root, told RUNNER_JOB_USER=scu: the runner's supervisor runs the job as scu, builds
+#   overlays as scu-build or scu-src, and runs no user code, uv or build itself
+#   (runner/supervisor.py). It keeps the overlay cache (RUNNER_CACHE_DIR) root's, so this
+#   script leaves the cache alone;
+# - any other command drops root with setpriv first.
 # Started as any other user: exec the command as it is.
 #
 # Lines the backend reads: errors start with "error:", warnings with "warning:" (its log
@@ -19,7 +25,6 @@
 : "${INPUT_FOLDER:=/inputs}"
 : "${OUTPUT_FOLDER:=/outputs}"
 : "${LOG_FOLDER:=}"
-: "${RUNNER_CACHE_DIR:=}"
 
 # What the entrypoint needs from the base image besides /bin/sh and coreutils; the OCI engine
 # checks the same list (cli/oci/base.py ENTRYPOINT_TOOLS).
@@ -145,17 +150,28 @@ ep_prepare_log_folder() {
     ep_require_access "$LOG_FOLDER" write
 }
 
-# ep_own_places: give scu its home and the runner cache; only those, and only if not already its own
-ep_own_places() {
-    for ep_place in "$SC_USER_HOME" "$RUNNER_CACHE_DIR"; do
-        [ -n "$ep_place" ] || continue
-        mkdir -p "$ep_place"
-        if [ "$(ep_owner "$ep_place")" != "$ep_uid:$ep_gid" ]; then
-            ep_log "chown $ep_uid:$ep_gid $ep_place"
-            # --no-dereference: a symlink in a mounted cache must not hand over its target.
-            chown -R --no-dereference "$ep_uid:$ep_gid" "$ep_place"
-        fi
-    done
+# ep_own_home: give scu its home, only if not already its own
+ep_own_home() {
+    mkdir -p "$SC_USER_HOME"
+    if [ "$(ep_owner "$SC_USER_HOME")" != "$ep_uid:$ep_gid" ]; then
+        ep_log "chown $ep_uid:$ep_gid $SC_USER_HOME"
+        # --no-dereference: a symlink in the home must not hand over its target.
+        chown -R --no-dereference "$ep_uid:$ep_gid" "$SC_USER_HOME"
+    fi
+}
+
+# ep_is_runner COMMAND...: whether COMMAND is the image's own `run` (the service's run script, the runner)
+ep_is_runner() {
+    [ "${1:-}" = run ]
+}
+
+# ep_exec_runner COMMAND...: replace this shell with the runner, as root; its supervisor runs the job as scu
+ep_exec_runner() {
+    RUNNER_JOB_USER="$SC_USER_NAME"
+    export RUNNER_JOB_USER
+    # The job user's home must not be root's working folder (python -m puts it first on sys.path).
+    cd /
+    exec "$@"
 }
 
 # ep_exec_as_user COMMAND...: replace this shell with COMMAND running as scu (its UID, GID and groups)
@@ -182,7 +198,11 @@ ep_main() {
     ep_require_access "$INPUT_FOLDER" read
     ep_require_access "$OUTPUT_FOLDER" write
     ep_prepare_log_folder
-    ep_own_places
+    ep_own_home
+    if ep_is_runner "$@"; then
+        ep_log "running $* as root's supervisor; the job runs as $SC_USER_NAME ($ep_uid:$ep_gid, groups $ep_groups)"
+        ep_exec_runner "$@"
+    fi
     ep_log "running $* as $SC_USER_NAME ($ep_uid:$ep_gid, groups $ep_groups)"
     ep_exec_as_user "$@"
 }

@@ -7,6 +7,10 @@ when a process dies:
 - the build lock (exclusive) lets one run build while the others with the same key wait;
 - the use lock is held shared by every run using the overlay and taken exclusively by
   `prune`, so an overlay is never deleted under a running job.
+
+In the image, root's supervisor keeps this cache (`owner` 0) and builds each overlay in
+`building/<key>.<random>` before renaming it into `overlays/` (runner/staging.py): an
+overlay there is complete once it exists, and one that root does not own is never used.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from runner import seal
 
 MARKER = "overlay.json"
 DEFAULT_MAX_AGE_DAYS = 30.0
+STALE_REQUEST_SECONDS = 86400.0  # a supervisor's copy of a job's files lives for one request
 
 
 def default_cache_root(environ: Mapping[str, str]) -> Path:
@@ -101,10 +106,12 @@ class CacheEntry:
 
 
 class Cache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: int | None = None) -> None:
         self.root = root
         self.overlays = root / "overlays"
         self.locks = root / "locks"
+        self.building = root / "building"  # the image's staging folders (runner/staging.py)
+        self.owner = owner  # who must own an overlay for it to be used (the image: root); None: anyone
 
     def ensure(self) -> None:
         self.overlays.mkdir(parents=True, exist_ok=True)
@@ -199,7 +206,42 @@ class Cache:
             finally:
                 use.release()
             removed.append((entry, reason))
+        if not dry_run:
+            self.remove_leftovers()
         return removed
+
+    def remove_leftovers(self, key: str | None = None) -> None:
+        """Staging folders of builds that no longer run (a killed container's), of `key` or all.
+
+        `<key>.<random>[.work]` goes when nobody holds the key's build lock (the caller may: it
+        is the one building `key`), `request.<random>` when older than a day.
+        """
+        try:
+            names = os.listdir(self.building)
+        except OSError:
+            return
+        free: dict[str, bool] = {}
+        for name in names:
+            head = name.split(".", 1)[0]
+            path = self.building / name
+            if head == "request":
+                try:
+                    stale = time.time() - os.lstat(path).st_mtime > STALE_REQUEST_SECONDS
+                except OSError:
+                    continue
+                if stale and key is None:
+                    seal.remove(path)
+                continue
+            if key is not None:
+                if head == key:
+                    seal.remove(path)
+                continue
+            if head not in free:
+                lock = self.build_lock(head)
+                free[head] = lock.acquire(blocking=False)
+                lock.release()
+            if free[head]:
+                seal.remove(path)
 
 
 def folder_size(path: Path) -> int:

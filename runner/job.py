@@ -22,7 +22,7 @@ from runner.archive import zip_folder
 from runner.contract import Contract, child_environment
 from runner.diagnosis import script_ending
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
-from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, OverlayError, RunnerError
+from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, RunnerError
 from runner.execute import execute
 from runner.logs import INFO, log
 from runner.resources import Resources, human_bytes
@@ -184,6 +184,9 @@ def _run(
                     child_env.setdefault("CONDA_PREFIX", sys.prefix)
                 child_env["VIRTUAL_ENV"] = str(overlay.venv)
                 child_env["PATH"] = os.pathsep.join([str(overlay.venv / "bin"), child_env.get("PATH", os.defpath)])
+        supervisor = sys.modules.get("runner.channel")
+        if supervisor is not None:
+            supervisor.close()  # the script must find no way to root's supervisor (only in the image)
         summary["python"] = str(python)
         durations["setup"] = time.monotonic() - started
         resources.check_gpu(env)
@@ -221,11 +224,8 @@ def _overlay(
     requirements: Path, folder: Path, env: dict[str, str], policy_option: str | None, summary: dict[str, object]
 ) -> Overlay | None:
     # Imported here: a job without requirements.txt never pays for them.
-    from runner.base import BaseEnvironment
-    from runner.cache import Cache, default_cache_root
-    from runner.overlay import ensure_overlay, plan, policy_from
+    from runner.overlay import policy_from, provide
     from runner.requirements import read_requirements
-    from runner.uv import Uv, find_uv
 
     policy = policy_from(env, policy_option)
     parsed = read_requirements(requirements, env, display_root=folder)
@@ -234,24 +234,12 @@ def _overlay(
     if parsed.is_empty:
         log.info("%s lists no packages: running on the base environment", summary["requirements"])
         return None
-    base = BaseEnvironment.current(env)
-    the_plan = plan(parsed, base, policy)
-    summary["policy"] = policy
-    if not the_plan.needed:
-        log.info("the base environment already satisfies %s: no overlay needed", summary["requirements"])
-        summary["overlay"] = {"key": None, "satisfied_by_base": the_plan.satisfied}
-        return None
-    executable = find_uv(env)
-    cache = Cache(default_cache_root(env))
-    try:
-        overlay = ensure_overlay(the_plan, base, cache, lambda transcript: Uv(executable, env, transcript))
-    except OSError as error:
-        raise OverlayError(
-            f"overlay cache {cache.root}: {error.strerror or error}", "set RUNNER_CACHE_DIR to a writable folder"
-        ) from None
-    summary["overlay"] = overlay.summary()
-    summary["overlay_lock"] = overlay.lock_text
-    return overlay
+    name = str(summary["requirements"])
+    channel = sys.modules.get("runner.channel")  # imported by root's supervisor, in the image only
+    if channel is not None and channel.supervisor is not None:
+        # In the image: root's supervisor makes the overlay from a copy of what this file names (runner/supervisor.py).
+        return channel.supervisor.request_overlay(parsed, folder, policy, name, summary)
+    return provide(parsed, env, policy, summary, name)
 
 
 def _say_overlay(overlay: Overlay) -> None:

@@ -32,6 +32,7 @@ HEARTBEAT_SECONDS = 30.0  # well under the 60 s the runner may stay silent
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from threading import Event
     from types import TracebackType
@@ -45,6 +46,8 @@ class Log:
         self.level = INFO
         self.file: TextIO | None = None
         self.last_line = time.monotonic()
+        # In the image's supervisor: every message goes to the job process, which writes it (stderr, run.log).
+        self.forward: Callable[[int, str, bool], None] | None = None
 
     def setup(self, level: str | None = None) -> None:
         name = (level or os.environ.get("RUNNER_LOG_LEVEL") or "INFO").upper()
@@ -64,6 +67,9 @@ class Log:
 
     def emit(self, level: int, message: str, args: tuple[object, ...], *, always: bool = False) -> None:
         text = message % args if args else message
+        if self.forward is not None:
+            self.forward(level, text, always)
+            return
         prefix = _PREFIX[level]
         lines = "".join(f"{prefix}{line}\n" for line in text.splitlines() or [""])
         if level >= self.level or always:

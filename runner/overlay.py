@@ -146,6 +146,25 @@ class Overlay:
         if self.use_lock is not None:
             self.use_lock.release()
 
+    @classmethod
+    def from_summary(cls, summary: dict[str, object], lock_text: str) -> Overlay:
+        """The overlay as the image's supervisor described it to the job process (which holds no lock: root does)."""
+        packages, shadowed, sources = summary.get("packages"), summary.get("shadowed"), summary.get("sources")
+        seconds = summary.get("seconds")
+        overlay = cls(
+            str(summary["key"]),
+            Path(str(summary["path"])),
+            packages if isinstance(packages, list) else [],
+            [str(name) for name in shadowed] if isinstance(shadowed, list) else [],
+            summary.get("reused") is True,
+            float(seconds) if isinstance(seconds, (int, float)) else 0.0,
+            lock_text,
+            sources if isinstance(sources, dict) else {},
+        )
+        because = summary.get("rebuilt_because")
+        overlay.rebuilt_because = because if isinstance(because, str) else None
+        return overlay
+
     def summary(self) -> dict[str, object]:
         summary: dict[str, object] = {
             "key": self.key,
@@ -176,6 +195,43 @@ def plan(requirements: RequirementSet, base: BaseEnvironment, policy: str) -> Pl
         found.needed = True
         return found
     return compare(Plan(requirements, policy, key), base)
+
+
+def provide(
+    requirements: RequirementSet,
+    environ: Mapping[str, str],
+    policy: str,
+    summary: dict[str, object],
+    display_name: str,
+    cache: Cache | None = None,
+    build: Build | None = None,
+) -> Overlay | None:
+    """The overlay a job's requirements need, or None when the base satisfies them; `summary` gets the record.
+
+    The same steps locally (this process builds) and in the image's supervisor (a builder
+    identity builds, `build`, in root's `cache`).
+    """
+    from runner.cache import default_cache_root
+    from runner.uv import find_uv
+
+    base = BaseEnvironment.current(dict(environ))
+    the_plan = plan(requirements, base, policy)
+    summary["policy"] = policy
+    if not the_plan.needed:
+        log.info("the base environment already satisfies %s: no overlay needed", display_name)
+        summary["overlay"] = {"key": None, "satisfied_by_base": the_plan.satisfied}
+        return None
+    executable = find_uv(environ)
+    cache = cache or Cache(default_cache_root(environ))
+    try:
+        overlay = ensure_overlay(the_plan, base, cache, lambda transcript: Uv(executable, environ, transcript), build)
+    except OSError as error:
+        raise OverlayError(
+            f"overlay cache {cache.root}: {error.strerror or error}", "set RUNNER_CACHE_DIR to a writable folder"
+        ) from None
+    summary["overlay"] = overlay.summary()
+    summary["overlay_lock"] = overlay.lock_text
+    return overlay
 
 
 def compare(result: Plan, base: BaseEnvironment) -> Plan:
@@ -236,16 +292,22 @@ def overlay_key(requirements: RequirementSet, base: BaseEnvironment, policy: str
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
 
+Build = Callable[[Plan, BaseEnvironment, Cache, str, Callable[[Path | None], Uv], float], Overlay]
+
+
 def ensure_overlay(
     the_plan: Plan,
     base: BaseEnvironment,
     cache: Cache,
     make_uv: Callable[[Path | None], Uv],
+    build: Build | None = None,
 ) -> Overlay:
     """The overlay for this plan: reused if complete and intact, else built once under the build lock.
 
     An overlay whose files changed since it was sealed is never used: the change is logged,
-    naming a file, and the overlay is discarded and built again.
+    naming a file, and the overlay is discarded and built again. `build` makes a new one:
+    locally, in place by this process (`build_in_place`); in the image, in a staging folder
+    by another identity (runner/staging.py).
     """
     started = time.monotonic()
     key = the_plan.key
@@ -257,10 +319,10 @@ def ensure_overlay(
     try:
         overlay, problem = _reuse(cache, key, started, sources.record())
         if overlay is None:
-            build = cache.build_lock(key)
-            if not build.acquire(blocking=False):
+            build_lock = cache.build_lock(key)
+            if not build_lock.acquire(blocking=False):
                 log.info("waiting for another run to finish building overlay %s", key)
-                build.acquire()
+                build_lock.acquire()
             try:
                 overlay, problem = _reuse(cache, key, started, sources.record())
                 if overlay is None:
@@ -275,10 +337,10 @@ def ensure_overlay(
                         seal.remove(cache.folder(key))
                     if not the_plan.compared:
                         the_plan = compare(the_plan, base)
-                    overlay = _build(the_plan, base, cache, key, make_uv, started)
+                    overlay = (build or build_in_place)(the_plan, base, cache, key, make_uv, started)
                     overlay.rebuilt_because = problem
             finally:
-                build.release()
+                build_lock.release()
     except BaseException:
         use.release()
         raise
@@ -288,8 +350,15 @@ def ensure_overlay(
 
 def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -> tuple[Overlay | None, str | None]:
     """The sealed overlay if it is complete and unchanged; else None and what was found changed (None if incomplete)."""
-    data = cache.read_marker(key)
     folder = cache.folder(key)
+    if cache.owner is not None:
+        try:
+            owner = os.lstat(folder).st_uid
+        except OSError:
+            return None, None
+        if owner != cache.owner:
+            return None, f"overlays/{key} belongs to UID {owner}, not to the cache's owner {cache.owner}"
+    data = cache.read_marker(key)
     if data is None:
         return None, None
     manifest = data.get("manifest_sha256")
@@ -317,7 +386,7 @@ def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -
     return overlay, None
 
 
-def _build(
+def build_in_place(
     the_plan: Plan,
     base: BaseEnvironment,
     cache: Cache,
@@ -325,83 +394,148 @@ def _build(
     make_uv: Callable[[Path | None], Uv],
     started: float,
 ) -> Overlay:
+    """Build the overlay in its cache folder, as this process (local runs), then seal it there."""
     folder = cache.folder(key)
     if folder.exists():
         log.warning("overlay %s is half-built (an earlier build was interrupted): rebuilding it", key)
         seal.remove(folder)
     folder.mkdir(parents=True)
     log.info("building overlay %s", key)
-    requirements = the_plan.requirements
-    sources = requirements.sources
-    log.info("packages from: %s", sources.describe())
-    if sources.notes:
-        log.info("pip settings with no effect on the overlay: %s", "; ".join(sources.notes))
-    uv = make_uv(folder / "uv.log")
-    uv.environ = sources.uv_environment(uv.environ)
-    shadowed = set(the_plan.shadowed)
-    extra_lines: list[str] = []
     try:
-        for _round in range(MAX_SHADOW_ROUNDS):
-            packages, lock_text = _resolve(the_plan, base, folder, uv, frozenset(shadowed), extra_lines)
-            venv = folder / "venv"
-            if not venv.exists():
-                uv.run(["venv", str(venv), "--python", str(base.python), "--no-project", "--quiet"], cwd=folder)
-                _link_base(venv, base)
-            if packages:
-                # Copies, never links into uv's cache: a job editing its overlay must not edit the cache
-                # (and every overlay later made from it). Byte-compiled: a sealed overlay cannot be written.
-                sync = ["pip", "sync", str(folder / "requirements.lock.txt"), "--python", str(venv / "bin" / "python")]
-                try:
-                    uv.run(
-                        [*sync, "--link-mode", "copy", "--compile-bytecode", *requirements.source_args()], cwd=folder
-                    )
-                except OverlayError as error:
-                    if not needs_source_build(error.details or ""):
-                        raise
-                    raise OverlayError(error.reason, SOURCE_BUILD_FIX, details=error.details) from None
-            conflicts = transitive_conflicts(_site_packages(venv), base, requirements.requirements, frozenset(shadowed))
-            if not conflicts:
-                break
-            if the_plan.policy == PROTECT:
-                raise OverlayError("; ".join(c.describe() for c in conflicts), CONFLICT_FIX)
-            for conflict in conflicts:
-                log.warning(
-                    "RUNNER_OVERLAY_POLICY=override: %s needs '%s'; the overlay will shadow the base's %s %s",
-                    conflict.needed_by, conflict.requirement, conflict.package, conflict.locked,
-                )  # fmt: skip
-                shadowed.add(canonical_name(conflict.package))
-                extra_lines.append(conflict.requirement)
-        else:
-            raise OverlayError(
-                "the overlay still conflicts with the base after shadowing",
-                "pin compatible versions in requirements.txt",
-            )
-        recorded = _record(packages, _site_packages(venv))
+        uv = make_uv(folder / "uv.log")
+        installed = install(the_plan, base, folder, uv)
         seconds = time.monotonic() - started
-        marker = {
-            "format": FORMAT,
-            "key": key,
-            "created": time.time(),
-            "seconds": round(seconds, 3),
-            "python": str(base.python),
-            "base_fingerprint": base.fingerprint,
-            "policy": the_plan.policy,
-            "requirements": requirements.requirements_in().splitlines(),
-            "shadowed": sorted(shadowed),
-            "packages": recorded,
-            "sources": sources.record(),
-            "manifest_sha256": seal.record(folder, SEAL_SKIP),
-        }
-        # Written last: its presence is what makes the overlay usable (see cache.py); then nothing is writable.
-        write_atomically(folder / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        seal.make_read_only(folder)
+        seal_overlay(folder, key, the_plan, base, installed, seconds)
     except BaseException:
         # Remove what we can; a folder left behind has no marker and is rebuilt by the next run.
         seal.remove(folder)
         raise
-    names = ", ".join(f"{p['name']} {p['version']}" for p in recorded)
+    return built(key, folder, the_plan, installed, seconds)
+
+
+class Installed:
+    """What `install` put in an overlay folder: the packages as recorded, those shadowing the base, uv's lock."""
+
+    __slots__ = ("lock_text", "packages", "shadowed")
+
+    def __init__(self, packages: list[dict[str, object]], shadowed: list[str], lock_text: str) -> None:
+        self.packages = packages
+        self.shadowed = shadowed
+        self.lock_text = lock_text
+
+
+def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Installed:
+    """Resolve and install the plan into `folder/venv` with uv: the work of whoever builds (see `Build`).
+
+    In the image this runs as the builder, which owns uv's shared cache: it must run no
+    third-party code. uv runs no code of a wheel when it installs one, but any Python started
+    on a venv runs the `.pth` files installed there: so uv never meets a venv holding
+    packages (a new one for each round), and the byte code is compiled by the venv's Python
+    without its site (`-S`), not by uv's `--compile-bytecode`, which starts it with its site.
+    """
+    requirements = the_plan.requirements
+    sources = requirements.sources
+    log.info("packages from: %s", requirements.virtual(sources.describe()))
+    if sources.notes:
+        log.info("pip settings with no effect on the overlay: %s", "; ".join(sources.notes))
+    uv.environ = sources.uv_environment(uv.environ)
+    shadowed = set(the_plan.shadowed)
+    extra_lines: list[str] = []
+    venv = folder / "venv"
+    for _round in range(MAX_SHADOW_ROUNDS):
+        packages, lock_text = _resolve(the_plan, base, folder, uv, frozenset(shadowed), extra_lines)
+        if venv.exists():
+            seal.remove(venv)
+        # Relocatable: the image builds in a staging folder and renames it into the cache.
+        uv.run(
+            ["venv", str(venv), "--python", str(base.python), "--no-project", "--relocatable", "--quiet"], cwd=folder
+        )
+        _link_base(venv, base)
+        if packages:
+            # Copies, never links into uv's cache: a job editing its overlay must not edit the cache
+            # (and every overlay later made from it).
+            sync = ["pip", "sync", str(folder / "requirements.lock.txt"), "--python", str(venv / "bin" / "python")]
+            try:
+                uv.run([*sync, "--link-mode", "copy", *requirements.source_args()], cwd=folder)
+            except OverlayError as error:
+                if not needs_source_build(error.details or ""):
+                    raise
+                raise OverlayError(error.reason, SOURCE_BUILD_FIX, details=error.details) from None
+        conflicts = transitive_conflicts(_site_packages(venv), base, requirements.requirements, frozenset(shadowed))
+        if not conflicts:
+            break
+        if the_plan.policy == PROTECT:
+            raise OverlayError("; ".join(c.describe() for c in conflicts), CONFLICT_FIX)
+        for conflict in conflicts:
+            log.warning(
+                "RUNNER_OVERLAY_POLICY=override: %s needs '%s'; the overlay will shadow the base's %s %s",
+                conflict.needed_by, conflict.requirement, conflict.package, conflict.locked,
+            )  # fmt: skip
+            shadowed.add(canonical_name(conflict.package))
+            extra_lines.append(conflict.requirement)
+    else:
+        raise OverlayError(
+            "the overlay still conflicts with the base after shadowing",
+            "pin compatible versions in requirements.txt",
+        )
+    # Byte-compiled now: a sealed overlay cannot be written when its modules are first imported.
+    _compile(venv, uv)
+    recorded = _record(packages, _site_packages(venv))
+    for record in recorded:
+        if isinstance(record.get("url"), str):
+            record["url"] = requirements.virtual(str(record["url"]))
+    lock_text = requirements.virtual(lock_text)
+    (folder / "requirements.lock.txt").write_text(lock_text, encoding="utf-8")  # the record, as the job wrote it
+    return Installed(recorded, sorted(shadowed), lock_text)
+
+
+def seal_overlay(
+    folder: Path, key: str, the_plan: Plan, base: BaseEnvironment, installed: Installed, seconds: float
+) -> None:
+    """Record every file's sha256 and the marker, then take every write permission away."""
+    requirements = the_plan.requirements
+    marker = {
+        "format": FORMAT,
+        "key": key,
+        "created": time.time(),
+        "seconds": round(seconds, 3),
+        "python": str(base.python),
+        "base_fingerprint": base.fingerprint,
+        "policy": the_plan.policy,
+        "requirements": requirements.virtual(requirements.requirements_in()).splitlines(),
+        "shadowed": installed.shadowed,
+        "packages": installed.packages,
+        "sources": requirements.sources.record(),
+        "manifest_sha256": seal.record(folder, SEAL_SKIP),
+    }
+    # Written last: its presence is what makes the overlay usable (see cache.py); then nothing is writable.
+    write_atomically(folder / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    seal.make_read_only(folder)
+
+
+def built(key: str, folder: Path, the_plan: Plan, installed: Installed, seconds: float) -> Overlay:
+    names = ", ".join(f"{p['name']} {p['version']}" for p in installed.packages)
     log.info("overlay %s built and sealed in %.1f s: %s", key, seconds, names or "nothing to add")
-    return Overlay(key, folder, recorded, sorted(shadowed), False, seconds, lock_text, sources.record())
+    sources = the_plan.requirements.sources.record()
+    return Overlay(key, folder, installed.packages, installed.shadowed, False, seconds, installed.lock_text, sources)
+
+
+# Run by the overlay's Python without its site (no .pth file runs); a file that does not compile is left as
+# source, as uv's --compile-bytecode leaves it.
+_COMPILE = "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)"
+
+
+def _compile(venv: Path, uv: Uv) -> None:
+    import subprocess
+
+    command = [str(venv / "bin" / "python"), "-I", "-S", "-c", _COMPILE, str(_site_packages(venv))]
+    done = subprocess.run(command, env=uv.environ, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise OverlayError(
+            f"cannot byte-compile the overlay: {(done.stderr.strip().splitlines() or ['no output'])[-1]}",
+            "see the runner's log",
+            details=done.stderr,
+        )
 
 
 def _resolve(

@@ -145,10 +145,17 @@ class Setting:
 class PipSettings:
     """The pip options that `pip install` would use here, and the ones that only make sense to pip."""
 
-    def __init__(self, settings: dict[str, Setting], files: list[Path], unreadable: OverlayError | None = None) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Setting],
+        files: list[Path],
+        unreadable: OverlayError | None = None,
+        skipped: list[Path] | None = None,
+    ) -> None:
         self.settings = settings
         self.files = files
         self.unreadable = unreadable  # a pip.conf that cannot be read: refused when an overlay is needed
+        self.skipped = skipped or []  # files not read because another user than `owner` owns them
 
     def get(self, name: str) -> Setting | None:
         return self.settings.get(name)
@@ -161,6 +168,9 @@ class PipSettings:
                 notes.append(f"{name} ({setting.origin}: {NO_EFFECT[name]})")
             elif name not in MAPPED and name not in REFUSED:
                 notes.append(f"{name} ({setting.origin}: not a pip install option, pip ignores it too)")
+        notes += [
+            f"{path} (not owned by root: the image builds overlays with root's pip files only)" for path in self.skipped
+        ]
         return notes
 
     def refuse_unmappable(self) -> None:
@@ -176,9 +186,15 @@ class PipSettings:
             )
 
 
-def read_pip_settings(environ: Mapping[str, str], site_prefix: Path) -> PipSettings:
-    """pip's view of its configuration for `pip install` (see the module docstring for the order)."""
-    files = configuration_files(environ, site_prefix)
+def read_pip_settings(environ: Mapping[str, str], site_prefix: Path, owner: int | None = None) -> PipSettings:
+    """pip's view of its configuration for `pip install` (see the module docstring for the order).
+
+    With `owner` (the image's supervisor: 0), a file that another user owns is not read (a job
+    user's ~/.config/pip/pip.conf, say): it is named in the notes instead.
+    """
+    found = configuration_files(environ, site_prefix)
+    files = [path for path in found if owner is None or _owner(path) == owner]
+    skipped = [path for path in found if path not in files]
     merged: dict[str, Setting] = {}  # "section.name" -> setting; a later file overrides an earlier one
     unreadable = None
     for path in files:
@@ -199,7 +215,14 @@ def read_pip_settings(environ: Mapping[str, str], site_prefix: Path) -> PipSetti
             name = _normalize(variable[len("PIP_") :])
             if name not in ("version", "help"):
                 settings[name] = Setting(name, value, variable)
-    return PipSettings(settings, files, unreadable)
+    return PipSettings(settings, files, unreadable, skipped)
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
 
 
 def configuration_files(environ: Mapping[str, str], site_prefix: Path) -> list[Path]:

@@ -244,6 +244,10 @@ class RequirementSet:
         self.uv_flags: list[str] = []
         self.ignored: list[str] = []
         self.environ: Mapping[str, str] = {}
+        # The image's supervisor reads a copy of the job's files, each at `root` + the path the job saw it at
+        # (see `read_requirements`); locally `root` is None and paths are the file system's.
+        self.root: Path | None = None
+        self.local_paths: list[Path] = []  # every local file or folder this file names, as read
         self._sources: Sources | None = None
         self._requirements: list[Requirement] | None = None
         self._constraints: list[Requirement] | None = None
@@ -280,7 +284,8 @@ class RequirementSet:
             from runner.pip_settings import read_pip_settings
             from runner.sources import resolve_sources
 
-            pip = read_pip_settings(self.environ, Path(sys.prefix))
+            # The supervisor (root) reads only root's pip configuration files, never one a job user could write.
+            pip = read_pip_settings(self.environ, Path(sys.prefix), owner=0 if self.root is not None else None)
             self._sources = resolve_sources(self, self.environ, pip)
         return self._sources
 
@@ -331,8 +336,12 @@ class RequirementSet:
         lines = sorted(line.normalized() for line in self.lines) + [d.line() for d in self.direct]
         parts = ["[sources]", *self.sources.key_lines(), "[requirements]", *lines]
         parts += ["[constraints]", self.constraints_in(), "[local files]", *self._local_digests()]
-        root = str(self.path.parent.resolve())
-        return "\n".join(parts).replace(root + os.sep, "./").replace(root, ".")
+        folder = os.path.abspath(self.path.parent)
+        return self.virtual("\n".join(parts).replace(folder + os.sep, "./").replace(folder, "."))
+
+    def virtual(self, text: str) -> str:
+        """`text` with the paths of a supervisor's copy written as the job saw them (unchanged locally)."""
+        return text.replace(str(self.root), "") if self.root is not None else text
 
     def _local_digests(self) -> list[str]:
         """Contents of local packages and find-links folders, so a changed file gives a new overlay."""
@@ -385,14 +394,22 @@ def _file_digest(path: Path) -> str:
 
 
 def read_requirements(
-    path: Path, environ: Mapping[str, str] | None = None, display_root: Path | None = None
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    display_root: Path | None = None,
+    root: Path | None = None,
 ) -> RequirementSet:
-    """Parse `path` (and what it includes); every problem is a BadInput naming the file and line."""
-    result = RequirementSet(path)
+    """Parse `path` (and what it includes); every problem is a BadInput naming the file and line.
+
+    Local paths are made absolute as pip makes them, by joining them to the folder of the file
+    that names them (no symbolic link resolved). With `root` (the image's supervisor reading the
+    copy of a job's files it was sent), `path` lies under `root`, and every path the file names
+    is read at `root` + that path: nothing outside the copy is ever opened.
+    """
+    result = RequirementSet(Path(os.path.abspath(path)))
     result.environ = os.environ if environ is None else environ
-    _Reader(result, os.environ if environ is None else environ, display_root or path.parent).read(
-        path, constraints=False
-    )
+    result.root = root
+    _Reader(result, result.environ, display_root or result.path.parent).read(result.path, constraints=False)
     return result
 
 
@@ -402,6 +419,22 @@ class _Reader:
         self.environ = environ
         self.display_root = display_root
         self.stack: list[Path] = []
+
+    def local(self, folder: Path, value: str) -> Path:
+        """The local path `value` names from `folder` (`~` is the job's HOME), recorded for the supervisor's copy."""
+        if value == "~" or value.startswith("~/"):
+            value = (self.environ.get("HOME") or os.path.expanduser("~")) + value[1:]
+        elif value.startswith("~"):
+            value = os.path.expanduser(value)  # ~user/...
+        root = self.result.root
+        if root is None:
+            path = Path(os.path.abspath(os.path.join(folder, value)))
+        else:
+            # The path the job saw, made absolute and normalised as on its side, then read inside the copy.
+            seen = os.path.normpath(os.path.join("/" + os.path.relpath(folder, root), value))
+            path = root / seen.lstrip("/")
+        self.result.local_paths.append(path)
+        return path
 
     def display(self, path: Path) -> str:
         try:
@@ -422,6 +455,8 @@ class _Reader:
             raise BadInput(f"{self.display(path)}: no such requirements file", "fix the -r/-c path") from None
         except UnicodeDecodeError:
             raise BadInput(f"{self.display(path)}: not UTF-8 text", "save requirements.txt as UTF-8") from None
+        except OSError as error:  # a folder, or a file the job's user may not read
+            raise BadInput(f"{self.display(path)}: cannot read it ({error.strerror})", "fix the -r/-c path") from None
         self.stack.append(resolved)
         self.result.files.append(path)
         for number, line in _logical_lines(raw):
@@ -439,7 +474,7 @@ class _Reader:
         if flag in ("-r", "--requirement", "-c", "--constraint"):
             if not value:
                 raise self.fail(where, text, f"{flag} needs a file name")
-            self.read(folder / value, constraints=constraints or flag in ("-c", "--constraint"))
+            self.read(self.local(folder, value), constraints=constraints or flag in ("-c", "--constraint"))
         elif constraints:
             raise self.fail(where, text, "options are not allowed in a constraints file", "keep only pins in it")
         elif flag in ("-i", "--index-url"):
@@ -481,13 +516,12 @@ class _Reader:
         value = self.required(value, where, text)
         if _URL_SCHEME.match(value):
             return value
-        return str((folder / os.path.expanduser(value)).resolve())
+        return str(self.local(folder, value))
 
     def local_target(self, value: str, folder: Path, where: str, text: str) -> str:
         if _URL_SCHEME.match(value) and not value.startswith("file:"):
             return value
-        path = Path(os.path.expanduser(value.removeprefix("file://").removeprefix("file:")))
-        path = (folder / path).resolve()
+        path = self.local(folder, value.removeprefix("file://").removeprefix("file:"))
         if not path.exists():
             raise BadInput(
                 f"{where}: no such file or folder {value!r}", "ship it next to requirements.txt or fix the path"

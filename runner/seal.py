@@ -39,7 +39,11 @@ def record(folder: Path, skip: frozenset[str]) -> str:
 
 
 def make_read_only(folder: Path) -> None:
-    """Take every write permission away, the folder's own included (symbolic links have no modes of their own)."""
+    """Take every write permission away, the folder's own included (symbolic links have no modes of their own).
+
+    Set-user-ID, set-group-ID and sticky bits go too: an overlay never needs them, and in the
+    image a file a builder made set-user-ID would be root's once the overlay is root's.
+    """
     for root, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
             _drop_write(os.path.join(root, name))
@@ -74,8 +78,19 @@ def check(folder: Path, manifest_digest: str, skip: frozenset[str]) -> str | Non
 
 
 def remove(folder: Path) -> None:
-    """Delete an overlay folder, sealed or not (a read-only folder's entries cannot be unlinked as its owner)."""
-    if not folder.exists():
+    """Delete an overlay folder, sealed or not (a read-only folder's entries cannot be unlinked as its owner).
+
+    Root needs no write permission, and must not follow a symbolic link another user put in the
+    tree: it only calls `shutil.rmtree`, which works through directory descriptors and never
+    follows links.
+    """
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if os.geteuid() == 0:
+        if folder.is_symlink():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
         return
     for root, dirs, _files in os.walk(folder):
         for name in dirs:
@@ -129,7 +144,7 @@ def _file_sha256(path: str) -> str:
 def _drop_write(path: str) -> None:
     mode = os.lstat(path).st_mode
     if not stat.S_ISLNK(mode):
-        os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+        os.chmod(path, stat.S_IMODE(mode) & ~0o7222)
 
 
 def _allow_write(path: str) -> None:

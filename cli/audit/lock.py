@@ -2,8 +2,9 @@
 
 - pixi.lock against pixi.toml: `cli.lockengine.freshness.lock_mismatches` (environments, platforms,
   channels, virtual packages, every spec satisfied, nothing missing or left over: pixi's rules);
-- envs/<flavor>/ exports against pixi.lock: `cli.lockengine.export.stale_exports`, and for a stale one the
-  packages that differ, read back from the export itself;
+- envs/<flavor>/ exports (and the Docker path's split, envs/_shared/ and `<subdir>.own.explicit`) against
+  pixi.lock: `cli.lockengine.export.stale_exports`, and for a stale one the packages that differ, read back
+  from the export itself;
 - generated files (run scripts, docker-compose.yml) against metadata.yml: `cli.images.generated`.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from cli.audit.diff import diff_snapshots
 from cli.audit.findings import Finding
-from cli.audit.readers import LockSnapshot, from_record, read_snapshot
+from cli.audit.readers import DEFAULT_ENVIRONMENT, LockSnapshot, from_record, read_snapshot
 from cli.errors import UserError
 from cli.flavors import discover_flavors
 from cli.images.generated import stale_generated
@@ -23,6 +24,7 @@ from cli.lockengine.export import ENVS_DIR, export_paths, flavor_lock, stale_exp
 from cli.lockengine.freshness import lock_mismatches
 from cli.lockengine.lockfile import read_lock
 from cli.lockengine.manifest import Workspace
+from cli.lockengine.shared_export import SHARED_FOLDER, split_exports
 
 
 @dataclass
@@ -85,6 +87,23 @@ def _lock_snapshot(workspace: Workspace, flavor: str) -> LockSnapshot:
     return snapshot
 
 
+def _split_snapshots(workspace: Workspace) -> dict[str, tuple[str, LockSnapshot]]:
+    """The Docker path's split exports: path -> (environment, what pixi.lock says they list)."""
+    try:
+        splits = split_exports(workspace, read_lock(workspace))
+    except UserError:  # a flavor that cannot be exported: its own finding already says why
+        return {}
+    snapshots = {}
+    for split in splits:
+        environment = split.environment if split.environment != SHARED_FOLDER else DEFAULT_ENVIRONMENT
+        snapshot = LockSnapshot(workspace.lock_path, "pixi.lock")
+        snapshot.packages.setdefault(environment, {}).setdefault(split.platform, {})
+        for record in split.records:
+            snapshot.add(environment, split.platform, from_record(record))
+        snapshots[str(split.path)] = (environment, snapshot)
+    return snapshots
+
+
 def _export_findings(workspace: Workspace) -> list[Finding]:
     findings = []
     flavors = {f.name for f in discover_flavors(workspace)}
@@ -92,18 +111,23 @@ def _export_findings(workspace: Workspace) -> list[Finding]:
     for name in sorted(flavors):
         for path in export_paths(workspace, name).all():
             owners[str(path)] = name
-    for message in stale_exports(workspace):
+    stale = stale_exports(workspace)
+    splits = _split_snapshots(workspace) if any(_split(m)[0] not in owners for m in stale) else {}
+    for message in stale:
         path_text, problem = _split(message)
         flavor = owners.get(path_text)
         details = []
         if flavor is not None and Path(path_text).is_file():
             details = _export_details(workspace, Path(path_text), flavor, _lock_snapshot(workspace, flavor))
+        elif path_text in splits and Path(path_text).is_file():
+            environment, expected = splits[path_text]
+            details = _export_details(workspace, Path(path_text), environment, expected)
         detail = problem + ("; " + "; ".join(details) if details else "")
         findings.append(Finding("export-stale", _relative(workspace, path_text), _relative(workspace, detail)))
     envs = workspace.root / ENVS_DIR
     if envs.is_dir():
         for folder in sorted(p for p in envs.iterdir() if p.is_dir()):
-            if folder.name not in flavors:
+            if folder.name not in flavors and folder.name != SHARED_FOLDER:
                 findings.append(
                     Finding(
                         "export-orphan",

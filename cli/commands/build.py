@@ -1,4 +1,4 @@
-"""`build`: the common image, then flavor images, tagged `simcore/services/comp/<service>:<version>`."""
+"""`build`: the common image, the shared stage, then flavor images (`simcore/services/comp/<service>:<version>`)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def step_json(step: BuildStep, command: list[str]) -> dict[str, object]:
         "image": step.image,
         "tags": list(step.tags),
         "dockerfile": step.dockerfile.as_posix(),
+        "from": step.parent,  # the step whose image this one is built FROM
         "build_args": step.build_args,
         "labels": step.labels,
         "env": step.env,
@@ -106,7 +107,8 @@ def build_images(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Build the common image, then the flavor(s); refuses while pixi.lock, the exports or generated files are stale."""
+    """Build the common image, the shared stage, then the flavor(s); refuses while pixi.lock, the exports or
+    generated files are stale."""
     workspace = workspace_from(manifest_path)
     mirrors = parse_mirrors(mirror)
     if engine is Engine.oci:

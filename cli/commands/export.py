@@ -1,4 +1,4 @@
-"""`export`: derive envs/<flavor>/ (conda-lock.yml, @EXPLICIT files) from pixi.lock."""
+"""`export`: derive envs/<flavor>/ (conda-lock.yml, @EXPLICIT files) and envs/_shared/ from pixi.lock."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def export_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Write envs/<flavor>/conda-lock.yml and envs/<flavor>/<subdir>.explicit from pixi.lock."""
+    """Write envs/<flavor>/conda-lock.yml, envs/<flavor>/<subdir>.explicit and the shared stage's split
+    (envs/_shared/, <subdir>.own.explicit) from pixi.lock."""
     from cli.check_report import report_check
     from cli.flavors import discover_flavors, get_flavor
     from cli.lockengine.export import stale_exports, write_exports

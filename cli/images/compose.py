@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 
-from cli.images import naming
 from cli.images.plan import BuildStep
 from cli.images.runscript import header
 
@@ -25,11 +24,9 @@ def compose_document(steps: list[BuildStep]) -> dict[str, Any]:
         if step.labels:
             build["labels"] = dict(step.labels)
         service: dict[str, Any] = {"image": step.image, "build": build}
-        if step.name != naming.COMMON:
-            service["depends_on"] = [previous.name for previous in steps if previous.name == naming.COMMON]
-            service["depends_on"] += [
-                s.name for s in steps if s is not step and step.flavor and s.name == f"{step.flavor}-base"
-            ]
+        if step.parent is not None:
+            # Compose v2 builds a service's depends_on before it (docker/compose#9587 and later work).
+            service["depends_on"] = [step.parent]
         services[step.name] = service
     return {"services": services}
 
@@ -37,8 +34,9 @@ def compose_document(steps: list[BuildStep]) -> dict[str, Any]:
 def render_compose(steps: list[BuildStep], source: str) -> str:
     lines = [
         *header(source),
-        "# Build order: common first (`docker compose build common`), then a flavor; or `python -m cli build`,",
-        "# which also sets NVIDIA_REQUIRE_CUDA and the flavor's ENV defaults from runtime.yml.",
+        "# Build order: common, then the shared stage (`shared`), then the flavors: `docker compose build` follows",
+        "# depends_on (one flavor with its stages: `docker compose build --with-dependencies pytorch`); or",
+        "# `python -m cli build`, which also sets NVIDIA_REQUIRE_CUDA and the flavor's ENV defaults from runtime.yml.",
     ]
     body = yaml.safe_dump(compose_document(steps), sort_keys=False, width=1_000_000, allow_unicode=True)
     return "\n".join(lines) + "\n" + body

@@ -1,5 +1,8 @@
 """What must be up to date before an image is built: pixi.lock, the exports, the generated files.
 
+The exports include the Docker path's split (envs/_shared/ and envs/<flavor>/<subdir>.own.explicit),
+which the shared stage and the flavor images install: `audit lock` checks them with the others.
+
 A build refuses to start while any of them is stale, listing every problem at once: the
 same findings as `python -m cli audit lock` for the flavors being built.
 """
@@ -40,7 +43,7 @@ def lock_findings(workspace: Workspace, flavors: list[str]) -> list[str]:
 
 
 def missing_dockerfiles(workspace: Workspace, specs: list[FlavorSpec]) -> list[str]:
-    needed = [naming.COMMON_DOCKERFILE] + ([naming.FLAVOR_DOCKERFILE] if specs else [])
+    needed = [naming.COMMON_DOCKERFILE] + ([naming.SHARED_DOCKERFILE, naming.FLAVOR_DOCKERFILE] if specs else [])
     return [
         f"{workspace.root / path}: missing (the build needs it; copy it from the runner repository)"
         for path in needed

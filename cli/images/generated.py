@@ -14,7 +14,7 @@ from cli.fileio import atomic_write_text
 from cli.flavors import discover_flavors
 from cli.images import naming
 from cli.images.compose import render_compose
-from cli.images.plan import FlavorSpec, common_step, flavor_steps
+from cli.images.plan import FlavorSpec, plan_builds
 from cli.images.runscript import render_run_script
 from cli.lockengine.manifest import Workspace
 
@@ -35,7 +35,7 @@ def flavor_specs(workspace: Workspace) -> list[FlavorSpec]:
     """Every flavor's validated metadata (a UserError names the first bad file and field)."""
     specs = [FlavorSpec.load(workspace, flavor) for flavor in discover_flavors(workspace)]
     for spec in specs:
-        if spec.name in (naming.COMMON, naming.ALL):
+        if spec.name in naming.RESERVED_NAMES:
             raise_reserved(workspace, spec.name)
     return specs
 
@@ -44,7 +44,7 @@ def raise_reserved(workspace: Workspace, name: str) -> None:
     from cli.errors import UserError
 
     raise UserError(
-        f"'{name}' is reserved for `cli build {name}`",
+        f"'{name}' is reserved: it names a build step or target of `cli build` ({', '.join(naming.RESERVED_NAMES)})",
         path=workspace.root / "flavors" / name,
         fix="rename the flavor folder and its pixi environment",
     )
@@ -58,10 +58,7 @@ def expected_files(workspace: Workspace, specs: list[FlavorSpec] | None = None) 
         files.append(
             GeneratedFile(spec.folder / naming.RUN_SCRIPT, render_run_script(spec.metadata, source), EXECUTABLE)
         )
-    steps = [common_step(workspace)]
-    for spec in specs:
-        steps += flavor_steps(workspace, spec)
-    compose = render_compose(steps, "flavors/*/metadata.yml and runtime.yml")
+    compose = render_compose(plan_builds(workspace, specs), "flavors/*/metadata.yml and runtime.yml")
     files.append(GeneratedFile(workspace.root / naming.COMPOSE_FILE, compose))
     return files
 

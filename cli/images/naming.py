@@ -10,7 +10,11 @@ from cli.lockengine.manifest import Workspace
 
 COMMON = "common"
 ALL = "all"
+# The shared stage: common plus the packages every flavor shares, the base of every flavor image.
+SHARED = "shared"
+RESERVED_NAMES = (COMMON, ALL, SHARED)
 COMMON_DOCKERFILE = Path("common/Dockerfile")
+SHARED_DOCKERFILE = Path("flavors/Dockerfile.shared")
 FLAVOR_DOCKERFILE = Path("flavors/Dockerfile")
 # A flavor that truly differs may add flavors/<name>/Dockerfile, built FROM the generic flavor image.
 FRAGMENT_NAME = "Dockerfile"
@@ -26,10 +30,19 @@ def fragment_path(flavor: Flavor) -> Path | None:
     return path if path.is_file() else None
 
 
+def local_image(workspace: Workspace, name: str) -> str:
+    """`<workspace name>/<name>:<workspace version>`: local only, never under simcore/services/ (not a service)."""
+    owner = re.sub(r"[^a-z0-9._-]+", "-", workspace.name.lower()).strip("-._") or "runners"
+    return f"{owner}/{name}:{workspace.version or 'latest'}"
+
+
 def common_image(workspace: Workspace) -> str:
-    """`<workspace name>/common:<workspace version>`: local only, never under simcore/services/ (not a service)."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", workspace.name.lower()).strip("-._") or "runners"
-    return f"{name}/{COMMON}:{workspace.version or 'latest'}"
+    return local_image(workspace, COMMON)
+
+
+def shared_image(workspace: Workspace) -> str:
+    """The shared stage: the same tag for every flavor, so that each is built FROM the one stage image."""
+    return local_image(workspace, SHARED)
 
 
 def with_registry(image: str, registry: str | None) -> str:

@@ -1,5 +1,10 @@
 """Build planning: which images to build, in which order, with which tags, build args and labels.
 
+The order is common → the shared stage (once) → each flavor: the shared stage
+(flavors/Dockerfile.shared) is the common image plus the packages every flavor locks
+identically (envs/_shared/), and every flavor image is built FROM it, installing only its own
+packages (envs/<flavor>/<subdir>.own.explicit). Flavor images then share the stage's layers,
+the CUDA libraries among them, as the OCI engine's images share their shared-package layers.
 The same steps feed `cli build` (as engine commands) and the generated docker-compose.yml
 (without the per-commit provenance), so the two cannot drift apart.
 """
@@ -61,6 +66,8 @@ class BuildStep:
     push: bool = False
     # ENV the Dockerfile does not spell, appended to it by `cli build` (see cli/images/dockerfiles.py).
     env: dict[str, str] = field(default_factory=dict)
+    # The step whose image this one is built FROM (None: an image from a registry).
+    parent: str | None = None
 
     @property
     def image(self) -> str:
@@ -75,6 +82,8 @@ class BuildFacts:
     flavor_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     flavor_args: dict[str, dict[str, str]] = field(default_factory=dict)
     common_args: dict[str, str] = field(default_factory=dict)
+    shared_labels: dict[str, str] = field(default_factory=dict)
+    shared_args: dict[str, str] = field(default_factory=dict)
 
 
 def common_step(workspace: Workspace, base_image: str = naming.DEFAULT_BASE_IMAGE) -> BuildStep:
@@ -86,18 +95,31 @@ def common_step(workspace: Workspace, base_image: str = naming.DEFAULT_BASE_IMAG
     )
 
 
+def shared_step(workspace: Workspace) -> BuildStep:
+    """The shared stage FROM common: built once, whichever flavors are built on it."""
+    return BuildStep(
+        name=naming.SHARED,
+        dockerfile=naming.SHARED_DOCKERFILE,
+        tags=(naming.shared_image(workspace),),
+        build_args={"COMMON_IMAGE": naming.common_image(workspace)},
+        parent=naming.COMMON,
+    )
+
+
 def flavor_steps(workspace: Workspace, spec: FlavorSpec, registry: str | None = None) -> list[BuildStep]:
-    """The flavor image FROM common; with a fragment, the fragment's image FROM that one carries the final tag."""
+    """The flavor image FROM the shared stage; with a fragment, the fragment's image FROM that one carries the
+    final tag."""
     final_tags = (spec.metadata.image, *((naming.with_registry(spec.metadata.image, registry),) if registry else ()))
     generic = BuildStep(
         name=spec.name,
         dockerfile=naming.FLAVOR_DOCKERFILE,
         tags=final_tags,
-        build_args={"FLAVOR": spec.name, "COMMON_IMAGE": naming.common_image(workspace)},
+        build_args={"FLAVOR": spec.name, "SHARED_IMAGE": naming.shared_image(workspace)},
         labels=dict(spec.labels),
         flavor=spec.name,
         push=registry is not None,
         env=dict(spec.environment),
+        parent=naming.SHARED,
     )
     if spec.fragment is None:
         return [generic]
@@ -107,7 +129,12 @@ def flavor_steps(workspace: Workspace, spec: FlavorSpec, registry: str | None = 
     )
     return [
         base,
-        replace(generic, dockerfile=spec.fragment, build_args={"FLAVOR": spec.name, "FLAVOR_IMAGE": base_tag}),
+        replace(
+            generic,
+            dockerfile=spec.fragment,
+            build_args={"FLAVOR": spec.name, "FLAVOR_IMAGE": base_tag},
+            parent=base.name,
+        ),
     ]
 
 
@@ -119,7 +146,8 @@ def plan_builds(
     registry: str | None = None,
     facts: BuildFacts | None = None,
 ) -> list[BuildStep]:
-    """Common first, then each flavor in the order given; `facts` add provenance labels and args."""
+    """Common first, then the shared stage once (when a flavor is built), then each flavor in the order given;
+    `facts` add provenance labels and args."""
     facts = facts or BuildFacts()
     common = common_step(workspace, base_image)
     steps = [
@@ -129,6 +157,15 @@ def plan_builds(
             labels={**common.labels, **facts.common_labels},
         )
     ]
+    if flavors:
+        shared = shared_step(workspace)
+        steps.append(
+            replace(
+                shared,
+                build_args={**shared.build_args, **facts.shared_args},
+                labels={**shared.labels, **facts.shared_labels},
+            )
+        )
     for spec in flavors:
         for step in flavor_steps(workspace, spec, registry):
             steps.append(
@@ -203,4 +240,9 @@ def build_facts(workspace: Workspace, flavors: list[FlavorSpec]) -> BuildFacts:
         flavor_labels=flavor_labels,
         flavor_args=flavor_args,
         common_args=epoch,
+        shared_labels={
+            **provenance.oci_labels(source, f"{workspace.name} shared packages", workspace.version),
+            **provenance.shared_labels(workspace),
+        },
+        shared_args=epoch,
     )

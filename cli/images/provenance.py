@@ -2,7 +2,9 @@
 
 `org.opencontainers.image.*` (revision, created, source, version, title) follow the OCI
 image-spec annotations; `io.osparc.runner.*` name the flavor, the sha256 of its export,
-the CUDA version of its lock with the minimum driver, and the lock format version.
+the CUDA version of its lock with the minimum driver, and the lock format version; the shared
+stage carries the sha256 of its export (`io.osparc.runner.shared.sha256`), which the flavor
+images built FROM it inherit.
 `created` is the commit time of pixi.lock, so rebuilding the same commit gives the same labels.
 
 The NVIDIA variables every flavor image sets come from the same facts. oSPARC's backend sends
@@ -36,6 +38,8 @@ FLAVOR_LABEL = f"{PREFIX}flavor"
 EXPORT_SHA256_LABEL = f"{PREFIX}export.sha256"
 EXPLICIT_SHA256_LABEL = f"{PREFIX}explicit.sha256"
 LOCK_SHA256_LABEL = f"{PREFIX}lock.sha256"
+# On the shared stage, hence on every flavor image built FROM it: the export of what the stage installed.
+SHARED_SHA256_LABEL = f"{PREFIX}shared.sha256"
 LOCK_FORMAT_LABEL = f"{PREFIX}lock.format-version"
 CUDA_VERSION_LABEL = f"{PREFIX}cuda.version"
 DRIVER_LABEL = f"{PREFIX}cuda.driver.toolkit"
@@ -152,6 +156,14 @@ def flavor_labels(facts: FlavorFacts) -> dict[str, str]:
         labels[DRIVER_LABEL] = facts.driver.toolkit_driver or UNKNOWN
         labels[COMPATIBLE_DRIVER_LABEL] = facts.driver.compatible_driver or UNKNOWN
     return labels
+
+
+def shared_labels(workspace: Workspace) -> dict[str, str]:
+    """The sha256 of the shared stage's export (envs/_shared/linux-64.explicit), when it exists."""
+    from cli.lockengine.shared_export import shared_export_path
+
+    path = shared_export_path(workspace, EXPLICIT_PLATFORM)
+    return {SHARED_SHA256_LABEL: sha256_file(path)} if path.is_file() else {}
 
 
 def nvidia_require_cuda(facts: FlavorFacts) -> str:

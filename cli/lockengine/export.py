@@ -1,7 +1,8 @@
 """envs/<flavor>/: what the images consume, derived from pixi.lock alone.
 
-- `conda-lock.yml`: conda-lock's v1 format (micromamba installs it), written by conda-lock's own
-  writer; PyPI packages go in as conda-lock's `manager: pip` entries;
+- `conda-lock.yml`: conda-lock's v1 format (`micromamba create -f` installs it; the images keep it
+  as the record of what they hold), written by conda-lock's own writer; PyPI packages go in as
+  conda-lock's `manager: pip` entries;
 - `<subdir>.explicit`: an `@EXPLICIT` file in dependency order, rendered by conda-lock. It has no
   place for PyPI packages: exporting an environment that has some is refused with one line,
   unless asked to leave them out (`--ignore-pypi-errors`, as pixi's own export calls it).
@@ -11,6 +12,9 @@ written as its subdir (`linux-64`) in the file name, `# platform:` and conda-loc
 A package without a hash cannot be exported (conda-lock needs one): one line, exit 2.
 Both files are byte-stable and record the sha256 of the flavor's content in pixi.lock, so a
 stale export is found by rendering again and comparing bytes.
+
+`export` also writes the Docker path's split of the flavors (`cli.lockengine.shared_export`):
+`envs/_shared/<subdir>.explicit` (what every flavor shares) and `envs/<flavor>/<subdir>.own.explicit`.
 """
 
 from __future__ import annotations
@@ -286,7 +290,7 @@ def render_conda_lock(flavor_lock: FlavorLock, ignore_pypi: bool = False) -> str
         body = path.read_text(encoding="utf-8")
     header = [
         *_header(flavor_lock),
-        f"# Install: micromamba create -y -p /opt/conda/envs/{flavor_lock.flavor} -f {CONDA_LOCK_NAME}",
+        f"# Install: micromamba create -y -p /opt/conda/envs/flavor -f {CONDA_LOCK_NAME}",
     ]
     return "\n".join(header) + "\n" + body
 
@@ -335,10 +339,15 @@ def _has_local_pypi(locked: FlavorLock) -> bool:
 
 def write_exports(workspace: Workspace, flavors: list[Flavor] | None = None, ignore_pypi: bool = False) -> list[Path]:
     """Render every flavor's exports first, then write: a flavor missing from the lock leaves no file touched."""
+    from cli.lockengine.shared_export import split_exports
+
     lock = read_lock(workspace)
+    chosen = flavors if flavors is not None else discover_flavors(workspace)
     rendered: dict[Path, str] = {}
-    for flavor in flavors if flavors is not None else discover_flavors(workspace):
+    for flavor in chosen:
         rendered.update(render_exports(workspace, flavor.name, lock, ignore_pypi))
+    for split in split_exports(workspace, lock, [flavor.name for flavor in chosen]):
+        rendered[split.path] = split.text
     written = []
     for path, text in rendered.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -357,9 +366,27 @@ def stale_exports(workspace: Workspace) -> list[str]:
         except UserError as error:  # a flavor not locked yet: its exports cannot exist, a finding
             problems.append(f"{export_paths(workspace, flavor.name).folder}: {error.message} ({error.fix})")
             continue
-        for path, text in rendered.items():
-            if not path.exists():
-                problems.append(f"{path}: missing (run `python -m cli export`)")
-            elif path.read_text(encoding="utf-8") != text:
-                problems.append(f"{path}: differs from pixi.lock (run `python -m cli export`)")
+        problems += _stale(rendered)
+    problems += _stale_split_exports(workspace, lock)
     return problems
+
+
+def _stale(rendered: dict[Path, str]) -> list[str]:
+    problems = []
+    for path, text in rendered.items():
+        if not path.exists():
+            problems.append(f"{path}: missing (run `python -m cli export`)")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path}: differs from pixi.lock (run `python -m cli export`)")
+    return problems
+
+
+def _stale_split_exports(workspace: Workspace, lock: LockFile) -> list[str]:
+    """The Docker path's split exports; none to judge while a flavor cannot be exported (already a finding)."""
+    from cli.lockengine.shared_export import split_exports
+
+    try:
+        splits = split_exports(workspace, lock)
+    except UserError:
+        return []
+    return _stale({split.path: split.text for split in splits})

@@ -1,9 +1,11 @@
 """The common layer: what common/Dockerfile adds to the base, identical for every flavor.
 
-The user `scu` (UID/GID 8004, home /home/scu) appended to the base's /etc/passwd and
-/etc/group (and /etc/shadow, /etc/gshadow when the base has them), the mount points and
-the runner cache owned by scu, the entrypoint and the runner package. Nothing here
-depends on the flavor, so both flavors carry the same blob.
+The users appended to the base's /etc/passwd and /etc/group (and /etc/shadow, /etc/gshadow
+when the base has them): `scu` (UID/GID 8004, home /home/scu), who runs the job, and the
+overlay builders `scu-build` (8005) and `scu-src` (8006), no home, no login (runner/README.md,
+"In the image"); the mount points owned by scu, the runner cache owned by root (the runner's
+supervisor keeps it), the entrypoint and the runner package. Nothing here depends on the
+flavor, so both flavors carry the same blob.
 
 uv is not here: as in the Docker path, it comes from the flavor's lock (the runner feature
 of pixi.toml), sha256-checked like every package, never from the build machine.
@@ -36,6 +38,10 @@ ENTRYPOINT = ["/bin/sh", f"{ENTRYPOINT_DIR}/entrypoint.sh"]
 CMD = ["run"]
 WORKING_DIR = HOME
 LOGIN_SHELL = "/bin/sh"
+NO_LOGIN_SHELL = "/usr/sbin/nologin"
+NO_HOME = "/nonexistent"
+# The overlay builders (runner/identities.py defaults), as common/Dockerfile's loop creates them.
+BUILDERS = (("scu-build", 8005), ("scu-src", 8006))
 # ENV of common/Dockerfile, in its order.
 ENV = (
     ("SC_USER_NAME", USER),
@@ -86,28 +92,40 @@ def with_account(text: str, line: str) -> bytes:
     return ("\n".join([*kept, line]) + "\n").encode("utf-8")
 
 
-def account_entries(base: BaseImage, epoch: int) -> list[Entry]:
-    """/etc/passwd and /etc/group (always) and /etc/shadow, /etc/gshadow (if the base has them) with scu added."""
-    days = epoch // 86400
-    lines = {
-        "etc/passwd": f"{USER}:x:{UID}:{GID}::{HOME}:{LOGIN_SHELL}",
-        "etc/group": f"{USER}:x:{GID}:",
-        "etc/shadow": f"{USER}:!:{days}:0:99999:7:::",
-        "etc/gshadow": f"{USER}:!::",
+def account_lines(name: str, uid: int, home: str, shell: str, days: int) -> dict[str, str]:
+    """What useradd and groupadd write for a user whose group has its name and number."""
+    return {
+        "etc/passwd": f"{name}:x:{uid}:{uid}::{home}:{shell}",
+        "etc/group": f"{name}:x:{uid}:",
+        "etc/shadow": f"{name}:!:{days}:0:99999:7:::",
+        "etc/gshadow": f"{name}:!::",
     }
+
+
+def account_entries(base: BaseImage, epoch: int) -> list[Entry]:
+    """/etc/passwd and /etc/group (always) and /etc/shadow, /etc/gshadow (if the base has them) with the users added."""
+    days = epoch // 86400
+    users = [account_lines(USER, UID, HOME, LOGIN_SHELL, days)]
+    users += [account_lines(name, uid, NO_HOME, NO_LOGIN_SHELL, days) for name, uid in BUILDERS]
     entries = []
-    for path, line in lines.items():
+    for path in users[0]:
         known = base.files.get(path)
         if known is None and path not in DEFAULT_ACCOUNTS:
             continue
         if known is None:
-            entries.append(file_bytes(path, with_account(DEFAULT_ACCOUNTS[path], line)))
-            continue
-        try:
-            text = known.data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise UserError(f"/{path} of the base is not UTF-8 text", fix="use another base") from error
-        entries.append(file_bytes(path, with_account(text, line), mode=known.mode, uid=known.uid, gid=known.gid))
+            text = DEFAULT_ACCOUNTS[path]
+        else:
+            try:
+                text = known.data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise UserError(f"/{path} of the base is not UTF-8 text", fix="use another base") from error
+        for lines in users:
+            text = with_account(text, lines[path]).decode("utf-8")
+        data = text.encode("utf-8")
+        if known is None:
+            entries.append(file_bytes(path, data))
+        else:
+            entries.append(file_bytes(path, data, mode=known.mode, uid=known.uid, gid=known.gid))
     return entries
 
 
@@ -122,7 +140,7 @@ def common_entries(base: BaseImage, sources: CommonSources, epoch: int) -> list[
         directory(HOME.lstrip("/"), **owned),
         directory(INPUT_FOLDER.lstrip("/"), **owned),
         directory(OUTPUT_FOLDER.lstrip("/"), **owned),
-        directory(RUNNER_CACHE_DIR.lstrip("/"), **owned),
+        directory(RUNNER_CACHE_DIR.lstrip("/")),  # root's, 0755: the runner's supervisor keeps it
         directory(f"{CONDA_ROOT.lstrip('/')}/envs"),
     ]
     for name in ENTRYPOINT_FILES:

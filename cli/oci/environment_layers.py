@@ -22,8 +22,9 @@ from cli.lockengine.export import export_paths
 from cli.lockengine.lockfile import locked_records
 from cli.lockengine.manifest import Workspace
 from cli.lockengine.package_cache import default_cache_root
+from cli.lockengine.sharing import shared_identities
 from cli.oci.environment import LOCKS_DIR, PLATFORM, StagedEnvironment
-from cli.oci.layer_plan import PlannedLayer, plan_layers, shared_identities
+from cli.oci.layer_plan import PlannedLayer, plan_layers
 from cli.oci.tarball import Entry, UnvouchedFile, Vouch, file_copy, tree_entries
 
 

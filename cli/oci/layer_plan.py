@@ -4,7 +4,8 @@ The rule (README, "How the environment is split into layers"):
 
 1. **Shared or own.** A package locked identically (same sha256) in every flavor of the
    workspace is *shared*; for a `noarch: python` package the flavors' python must be the
-   same record too, since its files land under python's site-packages. Every flavor
+   same record too, since its files land under python's site-packages (the rule lives in
+   `cli.lockengine.sharing`, which the Docker path's shared stage follows too). Every flavor
    installs into the same prefix, so a shared package gives the same files, hence the same
    layer bytes, in every flavor. Shared layers come first, in the same order in every
    flavor: their chain of parents is the same too, which engines that store layers by
@@ -36,6 +37,8 @@ from typing import Literal
 
 from rattler import RepoDataRecord
 
+from cli.lockengine.sharing import is_noarch_python, split_shared
+
 LARGE_BYTES = 32 * 1024 * 1024
 MAX_SINGLE = 40
 SMALL_BUCKETS = 4
@@ -57,30 +60,6 @@ class PlannedLayer:
         return min(epoch, self.timestamp)
 
 
-def identity(record: RepoDataRecord, python: RepoDataRecord | None) -> str:
-    """What must be equal for a package to give the same files in two flavors."""
-    digest = record.sha256.hex() if record.sha256 is not None else record.url
-    if is_noarch_python(record) and python is not None and python.sha256 is not None:
-        return f"{digest}+python:{python.sha256.hex()}"
-    return digest
-
-
-def is_noarch_python(record: RepoDataRecord) -> bool:
-    return bool(record.noarch.python)
-
-
-def python_of(records: Sequence[RepoDataRecord]) -> RepoDataRecord | None:
-    return next((r for r in records if r.name.normalized == "python"), None)
-
-
-def shared_identities(records_by_flavor: Mapping[str, Sequence[RepoDataRecord]]) -> set[str]:
-    """The packages every flavor holds identically (an empty set with fewer than two flavors)."""
-    if len(records_by_flavor) < 2:
-        return set()
-    sets = [{identity(record, python_of(records)) for record in records} for records in records_by_flavor.values()]
-    return set.intersection(*sets)
-
-
 def package_kind(record: RepoDataRecord) -> Kind:
     """python: a package that needs python (its files are python's); native: the rest, python itself included."""
     if is_noarch_python(record):
@@ -97,10 +76,8 @@ def plan_layers(
     records: Sequence[RepoDataRecord], shared: set[str], installed_size: Mapping[str, int]
 ) -> list[PlannedLayer]:
     """The flavor's package layers, bottom to top. `installed_size`: package name -> bytes on disk."""
-    python = python_of(records)
-    by_part: dict[Part, list[RepoDataRecord]] = {part: [] for part in PARTS}
-    for record in records:
-        by_part["shared" if identity(record, python) in shared else "flavor"].append(record)
+    common, own = split_shared(records, shared)
+    by_part: dict[Part, list[RepoDataRecord]] = {"shared": common, "flavor": own}
     layers: list[PlannedLayer] = []
     for part in PARTS:
         layers += _plan_part(part, by_part[part], installed_size)

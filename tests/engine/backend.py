@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class Backend:
         nano_cpus: int = 1_000_000_000,
         memory: int = 1 << 30,
         scheduled_as: str = "CPU",
-        binds: list[tuple[Path, str]] | None = None,
+        binds: Sequence[tuple[Path | str, str]] = (),  # a host folder, or a volume's name
     ) -> str:
         env = {
             "INPUT_FOLDER": "/inputs",
@@ -116,7 +117,8 @@ class Backend:
             "SIMCORE_MEMORY_BYTES_LIMIT": str(memory),
             **self.settings_env,
         }
-        mounts = [(job.inputs, "/inputs"), (job.outputs, "/outputs"), (job.logs, "/logs"), *(binds or [])]
+        mounts: list[tuple[Path | str, str]] = [(job.inputs, "/inputs"), (job.outputs, "/outputs"), (job.logs, "/logs")]
+        mounts += binds
         self.podman.run(
             "create", "--name", name, "--init",
             "--cpus", f"{nano_cpus / 1e9:g}", "--memory", str(memory), "--memory-swap", str(memory),

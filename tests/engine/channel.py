@@ -12,7 +12,7 @@ No conda channel is reachable here, so each package is written by hand as a `.ta
   reports itself; the image's uv must be this one, never the build machine's own.
 - `packaging`: the pure-Python `packaging` of this test environment, with its dist-info.
 - `cuda-version` (noarch, `__cuda >=12` as conda-forge's), and `fixture-lib`, a small module
-  the job imports to show the environment is on its path.
+  the job imports to show the environment is on its path (`second-lib`, the same for a second flavor).
 """
 
 from __future__ import annotations
@@ -148,18 +148,20 @@ def packaging_package(python_minor: str) -> Package:
     return Package("packaging", packaging.__version__, "pyh0_engine", depends=[f"python {python_minor}.*"], files=files)
 
 
-def fixture_lib_package(python_minor: str) -> Package:
+def fixture_lib_package(python_minor: str, name: str = "fixture-lib") -> Package:
+    """A flavor's own small library (`fixture-lib`; `second-lib` for a second flavor), importable by the job."""
     target = f"lib/python{python_minor}/site-packages"
-    module = f'"""The fixture flavor\'s library."""\nVERSION = "{FIXTURE_LIB_VERSION}"\n'
-    metadata = f"Metadata-Version: 2.1\nName: fixture-lib\nVersion: {FIXTURE_LIB_VERSION}\n"
+    module_name = name.replace("-", "_")
+    module = f'"""The {name} flavor library."""\nVERSION = "{FIXTURE_LIB_VERSION}"\n'
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {FIXTURE_LIB_VERSION}\n"
     return Package(
-        "fixture-lib",
+        name,
         FIXTURE_LIB_VERSION,
         "py_h0_engine",
         depends=[f"python {python_minor}.*"],
         files={
-            f"{target}/fixture_lib/__init__.py": module.encode(),
-            f"{target}/fixture_lib-{FIXTURE_LIB_VERSION}.dist-info/METADATA": metadata.encode(),
+            f"{target}/{module_name}/__init__.py": module.encode(),
+            f"{target}/{module_name}-{FIXTURE_LIB_VERSION}.dist-info/METADATA": metadata.encode(),
         },
     )
 
@@ -178,6 +180,7 @@ def build_engine_channel(channel: Path, python_version: str, uv: Path) -> Path:
         uv_package(uv),
         packaging_package(minor),
         fixture_lib_package(minor),
+        fixture_lib_package(minor, "second-lib"),  # the second flavor of tests/engine/test_shared_stage.py
         cuda_version_package(),
     ):
         write_package(package, channel)

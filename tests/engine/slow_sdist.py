@@ -3,7 +3,8 @@
 `slowpkg` carries its own PEP 517 backend (`backend-path = ["."]`, no build requirements,
 so uv builds it offline). Its `build_wheel` writes the file named by
 ENGINE_TEST_SLOW_BUILD_MARKER, when that is set, and then waits; without it, it builds at
-once. The wheel holds `slowpkg.VALUE`.
+once. The marker says who builds (`building as UID:GID`): in the image, the source builder.
+The wheel holds `slowpkg.VALUE`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ FILES = {{
 def _hold_if_asked():
     marker = os.environ.get("{MARKER_VARIABLE}")
     if marker:
-        pathlib.Path(marker).write_text("building\\n")
+        pathlib.Path(marker).write_text(f"building as {{os.getuid()}}:{{os.getgid()}}\\n")
         time.sleep(3600)
 
 

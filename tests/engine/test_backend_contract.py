@@ -19,6 +19,7 @@ from tests.engine.workspace import output_files
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 RUNNER_CACHE_DIR = "/var/cache/osparc-runner"  # common/Dockerfile
+SOURCE_BUILDER = 8006  # scu-src, common/Dockerfile
 
 
 def test_thread_variables_follow_the_cpu_limit_unless_set(
@@ -78,11 +79,18 @@ def test_a_gpu_job_without_a_gpu_is_warned_about_before_the_script(
 def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
     podman: Podman, oci_image: str, engine_session: EngineSession, tmp_path: Path
 ) -> None:
-    """The backend cancels with SIGKILL; the next job on the same overlay cache must build and run cleanly."""
+    """The backend cancels with SIGKILL; the next job on the same overlay cache must build and run cleanly.
+
+    The sdist's build runs as the image's source builder, which may write nowhere shared: it
+    leaves its "I am building" marker in a folder of the test's, open to every user.
+    """
     wheels = tmp_path / "wheels"
     write_sdist(wheels)
     cache = tmp_path / "cache"
     cache.mkdir()
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    signals.chmod(0o777)
     binds = [(cache, RUNNER_CACHE_DIR), (wheels, "/wheels:ro")]
     index = {"UV_FIND_LINKS": "/wheels", "UV_OFFLINE": "1"}
     # Built from source on purpose: the overlay builds wheels only unless requirements.txt allows it.
@@ -91,11 +99,14 @@ def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
 
     first = Job(tmp_path / "first")
     first.stage(files)
-    marker = "slow-build-started"
-    held = Backend(podman, oci_image, settings_env={**index, MARKER_VARIABLE: f"{RUNNER_CACHE_DIR}/{marker}"})
-    killed = held.start_and_kill_when(first, f"killed-{engine_session.token}", cache / marker, binds=binds)
+    held = Backend(podman, oci_image, settings_env={**index, MARKER_VARIABLE: "/signals/slow-build-started"})
+    killed = held.start_and_kill_when(
+        first, f"killed-{engine_session.token}", signals / "slow-build-started", binds=[*binds, (signals, "/signals")]
+    )
     assert killed.code == 137, killed.text  # 128 + SIGKILL, as the backend sees a cancelled job
-    (cache / marker).unlink()
+    # The sdist's build code ran as scu-src: not root, not the job's user (runner/README.md, "In the image").
+    assert (signals / "slow-build-started").read_text() == f"building as {SOURCE_BUILDER}:{SOURCE_BUILDER}\n"
+    assert [path.name for path in (cache / "overlays").iterdir()] == []  # nothing half-built is ever in overlays/
 
     second = Job(tmp_path / "second")
     second.stage(files)

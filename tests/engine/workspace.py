@@ -27,6 +27,8 @@ IMAGE_FILES = (
     "common/entrypoint_lib.sh",
     "flavors/Dockerfile",
     "flavors/Dockerfile.dockerignore",
+    "flavors/Dockerfile.shared",
+    "flavors/Dockerfile.shared.dockerignore",
 )
 OUTPUT_PORTS = ("output_1", "output_2")
 # The runner imports `packaging`, which the fixture flavor must carry as a real one does.

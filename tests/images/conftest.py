@@ -13,7 +13,13 @@ import pytest
 from tests.support.workspace import write_workspace
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_FILES = ("common/Dockerfile", "common/entrypoint.sh", "common/entrypoint_lib.sh", "flavors/Dockerfile")
+IMAGE_FILES = (
+    "common/Dockerfile",
+    "common/entrypoint.sh",
+    "common/entrypoint_lib.sh",
+    "flavors/Dockerfile.shared",
+    "flavors/Dockerfile",
+)
 
 
 def add_image_files(root: Path) -> Path:

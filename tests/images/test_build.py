@@ -35,20 +35,23 @@ def args_of(command: list[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs)
 
 
-def test_dry_run_prints_common_then_flavor(ready_workspace: Path) -> None:
+def test_dry_run_prints_common_then_the_shared_stage_then_flavor(ready_workspace: Path) -> None:
     done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 2
-    common, flavor = (shlex.split(line) for line in lines)
+    assert len(lines) == 3
+    common, shared, flavor = (shlex.split(line) for line in lines)
     assert common[:4] == ["docker", "build", "--file", f"{ready_workspace}/common/Dockerfile"]
     assert "fixture-runners/common:0.1.0" in common
     assert args_of(common)["BASE_IMAGE"] == "docker.io/library/ubuntu:24.04"
+    assert shared[:4] == ["docker", "build", "--file", f"{ready_workspace}/flavors/Dockerfile.shared"]
+    assert shared[shared.index("--tag") + 1] == "fixture-runners/shared:0.1.0"
+    assert args_of(shared)["COMMON_IMAGE"] == "fixture-runners/common:0.1.0"
     assert flavor[:4] == ["docker", "build", "--file", f"{ready_workspace}/flavors/Dockerfile"]
     assert flavor[flavor.index("--tag") + 1] == "simcore/services/comp/osparc-pytorch-runner:1.0.0"
     args = args_of(flavor)
     assert args["FLAVOR"] == "pytorch"
-    assert args["COMMON_IMAGE"] == "fixture-runners/common:0.1.0"
+    assert args["SHARED_IMAGE"] == "fixture-runners/shared:0.1.0"
     assert args["CUDA_VERSION"] == "12.4"
     labels = labels_of(flavor)
     assert json.loads(labels["io.simcore.key"]) == {"key": "simcore/services/comp/osparc-pytorch-runner"}
@@ -57,7 +60,7 @@ def test_dry_run_prints_common_then_flavor(ready_workspace: Path) -> None:
 
 def test_provenance_labels_trace_the_image_to_its_inputs(ready_workspace: Path) -> None:
     done = cli("build", "pytorch", "--dry-run", "--manifest-path", ready_workspace)
-    labels = labels_of(shlex.split(done.stdout.splitlines()[1]))
+    labels = labels_of(shlex.split(done.stdout.splitlines()[2]))
     export = ready_workspace / "envs" / "pytorch" / "conda-lock.yml"
     assert labels["io.osparc.runner.flavor"] == "pytorch"
     assert labels["io.osparc.runner.export.sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
@@ -74,7 +77,8 @@ def test_all_as_json_lists_every_step(ready_workspace: Path) -> None:
     done = cli("build", "all", "--dry-run", "--json", "--engine", "podman", "--manifest-path", ready_workspace)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
-    assert [s["name"] for s in document["steps"]] == ["common", "pytorch", "tensorflow"]
+    assert [s["name"] for s in document["steps"]] == ["common", "shared", "pytorch", "tensorflow"]
+    assert [s["from"] for s in document["steps"]] == [None, "common", "shared", "shared"]
     assert all(s["command"][:2] == ["podman", "build"] for s in document["steps"])
     assert document["push"] == []
 
@@ -153,15 +157,15 @@ def test_build_runs_each_command_and_keeps_a_log(ready_workspace: Path, tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     recorded = (tmp_path / "engine.txt").read_text().splitlines()
-    assert [line.split()[:1] for line in recorded] == [["build"], ["build"], ["push"]]
-    assert "common/Dockerfile" in recorded[0]
+    assert [line.split()[:1] for line in recorded] == [["build"], ["build"], ["build"], ["push"]]
+    assert "common/Dockerfile" in recorded[0] and "flavors/Dockerfile.shared" in recorded[1]
     pushed = "reg.example:5000/simcore/services/comp/osparc-tensorflow-runner:1.0.0"
-    assert recorded[2] == f"push {pushed} DOCKER_BUILDKIT=unset"
-    assert all("--progress=plain" in line for line in recorded[:2])
+    assert recorded[3] == f"push {pushed} DOCKER_BUILDKIT=unset"
+    assert all("--progress=plain" in line for line in recorded[:3])
     (log,) = logs.glob("build-tensorflow-*.log")
     text = log.read_text()
-    assert text.count("pretending to build") == 2
-    assert text.count("# exit 0") == 3
+    assert text.count("pretending to build") == 3
+    assert text.count("# exit 0") == 4
     assert "pushed reg.example:5000/simcore/services/comp/osparc-tensorflow-runner:1.0.0" in done.stdout
 
 
@@ -170,7 +174,7 @@ def test_a_failing_step_stops_the_build_and_names_the_log(ready_workspace: Path,
     logs = tmp_path / "logs"
     done = cli(
         "build", "pytorch", "--log-dir", logs, "--manifest-path", ready_workspace,
-        env={**env, "FAIL_ON": "flavors/Dockerfile"},
+        env={**env, "FAIL_ON": "flavors/Dockerfile "},
     )  # fmt: skip
     assert done.returncode == 1
     (log,) = logs.glob("build-pytorch-*.log")
@@ -193,7 +197,7 @@ def test_a_docker_without_buildx_builds_with_its_legacy_builder(ready_workspace:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     recorded = (tmp_path / "engine.txt").read_text().splitlines()
-    assert len(recorded) == 2
+    assert len(recorded) == 3
     assert all(line.endswith("DOCKER_BUILDKIT=0") and "--progress" not in line for line in recorded)
     (warning,) = [line for line in done.stderr.splitlines() if "docker has no buildx" in line]
     assert "building with the legacy builder" in warning
@@ -203,7 +207,7 @@ def test_a_docker_without_buildx_builds_with_its_legacy_builder(ready_workspace:
 def test_the_flavor_gets_the_driver_floor_that_audit_cuda_states(ready_workspace: Path) -> None:
     done = cli("build", "pytorch", "--dry-run", "--json", "--manifest-path", ready_workspace)
     assert done.returncode == 0, done.stderr
-    step = json.loads(done.stdout)["steps"][1]
+    step = json.loads(done.stdout)["steps"][2]
     audit = cli("audit", "cuda", "pytorch", "--json", "--manifest-path", ready_workspace)
     (platform,) = json.loads(audit.stdout)["platforms"]
     assert step["labels"]["io.osparc.runner.cuda.driver.minimum"] == platform["minimum_driver"] == "525.60.13"

@@ -27,7 +27,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the command prints once it runs, to show who it runs as and what it may write.
 REPORT = (
     'echo "pid=$$ uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=$USER";'
-    " touch /mnt/outputs/result $HOME/written /mnt/cache/written && echo wrote"
+    " touch /mnt/outputs/result $HOME/written && echo wrote"
 )
 
 
@@ -131,8 +131,9 @@ def test_adopts_the_owner_of_the_mounts_and_execs(sandbox: Sandbox) -> None:
     assert seen["pid"] == str(pid), "the command must replace the entrypoint (exec), not run as its child"
     assert "wrote" in out
     assert (sandbox.mnt / "outputs" / "result").stat().st_uid == 1234
-    for place in (sandbox.root / "home" / "scu", sandbox.mnt / "cache"):
-        assert (place.stat().st_uid, place.stat().st_gid) == (1234, 1234)
+    home = sandbox.root / "home" / "scu"
+    assert (home.stat().st_uid, home.stat().st_gid) == (1234, 1234)
+    assert not (sandbox.mnt / "cache").exists()  # the overlay cache is the runner's supervisor's, left alone
     assert Path("/etc/passwd").read_bytes() == passwd_before
     assert "scu:x:1234:1234:" in (sandbox.root / "etc" / "passwd").read_text()
     assert error_lines(err) == []
@@ -263,17 +264,48 @@ def test_sigterm_reaches_the_command(sandbox: Sandbox) -> None:
 
 
 @needs_namespace
-def test_chown_does_not_follow_symlinks_in_the_cache(sandbox: Sandbox) -> None:
+def test_the_overlay_cache_is_left_to_the_runner(sandbox: Sandbox) -> None:
     sandbox.folder("inputs", (1234, 1234))
     sandbox.folder("outputs", (1234, 1234))
     cache = sandbox.folder("cache", None)
-    secret = sandbox.root / "root-only"
-    secret.write_text("root's\n")
-    (cache / "link").symlink_to(secret)
+    (cache / "overlays").mkdir()
     code, _, err, _ = sandbox.run(["true"])
     assert code == 0, err
+    assert (cache.stat().st_uid, (cache / "overlays").stat().st_uid) == (0, 0)  # never handed to the job's user
+    assert "/mnt/cache" not in err
+
+
+@needs_namespace
+def test_chown_of_the_home_does_not_follow_symlinks(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
+    secret = sandbox.root / "root-only"
+    secret.write_text("root's\n")
+    setup = f"ln -s {secret} /home/scu/link"
+    code, _, err, _ = sandbox.run(["true"], setup)
+    assert code == 0, err
     assert secret.stat().st_uid == 0
-    assert cache.stat().st_uid == 1234
+    assert (sandbox.root / "home" / "scu").stat().st_uid == 1234
+
+
+# The image's `run` (the service's run script) as the sandbox stands it in: who runs it, where, told what.
+RUN_STANDIN = 'printf "%s\\n" "uid=$(id -u) job=${RUNNER_JOB_USER:-} cwd=$(pwd) pid=$$ args=$*"'
+
+
+@needs_namespace
+def test_the_runner_is_handed_over_as_root_with_the_job_user_named(sandbox: Sandbox) -> None:
+    sandbox.folder("inputs", (1234, 1234))
+    sandbox.folder("outputs", (1234, 1234))
+    stand_in = sandbox.mnt / "bin" / "run"
+    stand_in.parent.mkdir()
+    stand_in.write_text(f"#!/bin/sh\n{RUN_STANDIN}\n")
+    stand_in.chmod(0o755)
+    code, out, err, pid = sandbox.run(["run", "--timeout", "5"], setup="export PATH=/mnt/bin:$PATH")
+    assert code == 0, err
+    # Root, so that its supervisor can build overlays as the builders; the job runs as scu (runner/supervisor.py).
+    assert out.strip() == f"uid=0 job=scu cwd=/ pid={pid} args=--timeout 5"
+    assert "running run --timeout 5 as root's supervisor; the job runs as scu (1234:1234" in err
+    assert "scu:x:1234:1234:" in (sandbox.root / "etc" / "passwd").read_text()  # adopted before the handover
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to start as another user")

@@ -67,18 +67,28 @@ def test_compose_has_a_build_target_per_flavor_with_decodable_labels(plain_works
     cli("generate", "--manifest-path", plain_workspace)
     compose = yaml.safe_load((plain_workspace / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert list(services) == ["common", "pytorch", "tensorflow"]
+    assert list(services) == ["common", "shared", "pytorch", "tensorflow"]
     assert services["common"]["build"] == {
         "context": ".",
         "dockerfile": "common/Dockerfile",
         "args": {"BASE_IMAGE": "docker.io/library/ubuntu:24.04"},
     }
+    # The shared stage: built once, FROM common; every flavor is built FROM it (depends_on orders the builds).
+    assert services["shared"] == {
+        "image": "fixture-runners/shared:0.1.0",
+        "build": {
+            "context": ".",
+            "dockerfile": "flavors/Dockerfile.shared",
+            "args": {"COMMON_IMAGE": "fixture-runners/common:0.1.0"},
+        },
+        "depends_on": ["common"],
+    }
     for flavor in ("pytorch", "tensorflow"):
         service = services[flavor]
         assert service["image"] == f"simcore/services/comp/osparc-{flavor}-runner:1.0.0"
         assert service["build"]["dockerfile"] == "flavors/Dockerfile"
-        assert service["build"]["args"] == {"FLAVOR": flavor, "COMMON_IMAGE": "fixture-runners/common:0.1.0"}
-        assert service["depends_on"] == ["common"]
+        assert service["build"]["args"] == {"FLAVOR": flavor, "SHARED_IMAGE": "fixture-runners/shared:0.1.0"}
+        assert service["depends_on"] == ["shared"]
         metadata = yaml.safe_load((plain_workspace / "flavors" / flavor / "metadata.yml").read_text())
         assert decode_simcore_labels(service["build"]["labels"]) == metadata
         assert service["build"]["labels"]["io.osparc.runner.flavor"] == flavor

@@ -62,8 +62,8 @@ def test_a_third_flavor_without_code_changes(tmp_path: Path, jax_channel: Path) 
 
     done = cli("build", "jax", "--dry-run", "--manifest-path", root)
     assert done.returncode == 0, done.stderr
-    common, flavor = (shlex.split(line) for line in done.stdout.splitlines())
-    assert "common/Dockerfile" in common[3]
+    common, shared, flavor = (shlex.split(line) for line in done.stdout.splitlines())
+    assert "common/Dockerfile" in common[3] and "flavors/Dockerfile.shared" in shared[3]
     assert flavor[3] == f"{root}/flavors/Dockerfile"
     assert "simcore/services/comp/osparc-jax-runner:0.1.0" in flavor
     assert "FLAVOR=jax" in flavor and "CUDA_VERSION=12.4" in flavor
@@ -71,5 +71,5 @@ def test_a_third_flavor_without_code_changes(tmp_path: Path, jax_channel: Path) 
 
     everything = cli("build", "all", "--dry-run", "--manifest-path", root)
     assert everything.returncode == 0, everything.stderr
-    flavors = [line.split("FLAVOR=")[1].split()[0] for line in everything.stdout.splitlines()[1:]]
+    flavors = [line.split("FLAVOR=")[1].split()[0] for line in everything.stdout.splitlines()[2:]]
     assert flavors == ["jax", "pytorch", "tensorflow"]

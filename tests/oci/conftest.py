@@ -27,7 +27,13 @@ from tests.support.channel import build_channel, gpu_stack_packages
 from tests.support.workspace import lock_and_export, write_workspace
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_FILES = ("common/Dockerfile", "common/entrypoint.sh", "common/entrypoint_lib.sh", "flavors/Dockerfile")
+IMAGE_FILES = (
+    "common/Dockerfile",
+    "common/entrypoint.sh",
+    "common/entrypoint_lib.sh",
+    "flavors/Dockerfile.shared",
+    "flavors/Dockerfile",
+)
 PLACEHOLDER = "/opt/placehold_placehold_placehold_placehold_placehold_placehold_placehold_prefix"
 BASE_EPOCH = 1_700_000_000
 FLAVORS = ("pytorch", "tensorflow")

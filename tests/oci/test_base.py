@@ -118,7 +118,10 @@ def test_an_oci_archive_base_keeps_its_layers_env_and_history(oci_workspace: Pat
     assert config["config"]["Labels"]["org.opencontainers.image.version"] == "1.0.0"  # ours win
     common = blob(files, result.layer("common").digest)
     assert "etc/shadow" not in layer_members(common)  # removed by the base's second layer
-    assert layer_file(common, "etc/passwd").decode().endswith("scu:x:8004:8004::/home/scu:/bin/sh\n")
+    passwd = layer_file(common, "etc/passwd").decode()
+    assert "scu:x:8004:8004::/home/scu:/bin/sh\n" in passwd and passwd.endswith(
+        "scu-src:x:8006:8006::/nonexistent:/usr/sbin/nologin\n"
+    )
 
 
 def test_a_gzip_rootfs_is_kept_byte_for_byte(tmp_path: Path) -> None:

@@ -122,7 +122,8 @@ def fully_qualified(reference: str) -> bool:
 
 def test_dockerfiles_name_images_fully_qualified() -> None:
     found = {}
-    for dockerfile in (REPO / "common" / "Dockerfile", REPO / "flavors" / "Dockerfile"):
+    for name in ("common/Dockerfile", "flavors/Dockerfile.shared", "flavors/Dockerfile"):
+        dockerfile = REPO / name
         for reference in image_references(dockerfile):
             found[reference] = fully_qualified(reference)
     assert "docker.io/library/ubuntu:24.04" in found and "docker.io/mambaorg/micromamba:2.5.0" in found
@@ -141,7 +142,7 @@ def both_envs(oci_workspace: Path, tmp_path: Path) -> tuple[dict[str, str], dict
     runtime.write_text(yaml.safe_dump({**document, "environment": FLAVOR_DEFAULTS}))
     workspace = load_workspace(oci_workspace)
     specs = [spec for spec in flavor_specs(workspace) if spec.name == "tensorflow"]
-    (_, flavor_step) = plan_builds(workspace, specs, facts=build_facts(workspace, specs))
+    (_, _, flavor_step) = plan_builds(workspace, specs, facts=build_facts(workspace, specs))  # common, shared, flavor
     rendered = materialize(flavor_step, workspace.root)
     assert rendered.dockerfile == Path("build/dockerfiles/tensorflow/Dockerfile")
     assert (oci_workspace / "build/dockerfiles/tensorflow/Dockerfile.dockerignore").read_text() == (
@@ -178,3 +179,16 @@ def test_every_env_of_the_docker_plan_is_in_the_oci_config(
 ) -> None:
     docker_env, oci_env, _ = both_envs
     assert {key: oci_env.get(key) for key in docker_env} == docker_env
+
+
+def test_both_engines_make_the_same_users() -> None:
+    """The overlay builders of common/Dockerfile's loop are cli/oci/common.py's, and the runner's defaults."""
+    from runner.identities import DEFAULT_BUILD_USER, DEFAULT_SOURCE_USER
+
+    text = (REPO / "common" / "Dockerfile").read_text()
+    (loop,) = re.findall(r"for builder in ([^;]+); do", text)
+    assert tuple((name, int(uid)) for name, uid in (item.split(":") for item in loop.split())) == common.BUILDERS
+    assert f"--home-dir {common.NO_HOME} --shell {common.NO_LOGIN_SHELL}" in text
+    assert tuple(name for name, _ in common.BUILDERS) == (DEFAULT_BUILD_USER, DEFAULT_SOURCE_USER)
+    assert 'chmod 0755 "${RUNNER_CACHE_DIR}"' in text  # root's, as the OCI engine makes it
+    assert not [line for line in text.splitlines() if "chown" in line and "RUNNER_CACHE_DIR" in line]

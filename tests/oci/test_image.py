@@ -140,14 +140,20 @@ def test_common_layer_adds_scu_entrypoint_runner_and_uv(built_images: dict[str, 
     found = layer_members(data)
     passwd = layer_file(data, "etc/passwd").decode()
     assert passwd.startswith("root:x:0:0:root:/root:/bin/sh\nnobody:")  # the base's lines, kept
-    assert passwd.endswith("scu:x:8004:8004::/home/scu:/bin/sh\n")
-    assert layer_file(data, "etc/group").decode().endswith("scu:x:8004:\n")
+    # scu runs the job; the overlay builders have no home and no login (runner/README.md, "In the image").
+    assert passwd.endswith(
+        "scu:x:8004:8004::/home/scu:/bin/sh\n"
+        "scu-build:x:8005:8005::/nonexistent:/usr/sbin/nologin\nscu-src:x:8006:8006::/nonexistent:/usr/sbin/nologin\n"
+    )
+    assert layer_file(data, "etc/group").decode().endswith("scu:x:8004:\nscu-build:x:8005:\nscu-src:x:8006:\n")
     shadow = found["etc/shadow"]
     assert (shadow.mode, shadow.uid, shadow.gid) == (0o640, 0, 42)  # the base's owner and mode
-    assert layer_file(data, "etc/shadow").decode().endswith("scu:!:0:0:99999:7:::\n")
+    assert layer_file(data, "etc/shadow").decode().endswith("scu-src:!:0:0:99999:7:::\n")
     assert "etc/gshadow" not in found  # the base has none
-    for folder in ("home/scu", "inputs", "outputs", "var/cache/osparc-runner"):
+    for folder in ("home/scu", "inputs", "outputs"):
         assert (found[folder].uid, found[folder].gid, found[folder].mode) == (8004, 8004, 0o755), folder
+    cache = found["var/cache/osparc-runner"]
+    assert (cache.uid, cache.gid, cache.mode) == (0, 0, 0o755)  # root's: the runner's supervisor keeps it
     assert "usr/local/bin/uv" not in found  # uv comes from the flavor's lock, never from the build machine
     for name in ("entrypoint.sh", "entrypoint_lib.sh"):
         assert layer_file(data, f"usr/local/lib/osparc-runner/{name}") == (REPO / "common" / name).read_bytes()

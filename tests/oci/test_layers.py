@@ -14,8 +14,9 @@ from rattler import RepoDataRecord
 
 from cli.lockengine.lockfile import locked_records
 from cli.lockengine.manifest import load_workspace
+from cli.lockengine.sharing import shared_identities
 from cli.oci import OciBuildResult, build_oci_image
-from cli.oci.layer_plan import LARGE_BYTES, bucket_of, plan_layers, shared_identities
+from cli.oci.layer_plan import LARGE_BYTES, bucket_of, plan_layers
 from tests.oci.conftest import make_rootfs, prepare_workspace, write_extra_packages
 from tests.support.channel import FakePackage, build_channel, gpu_stack_packages
 

@@ -18,6 +18,7 @@ import pytest
 
 from runner import seal
 from tests.runner.conftest import REPO, BaseEnv, Job, RunJob, UvRecorder, error_line, runner_command
+from tests.runner.wheels import FakeWheel, build_wheel
 
 SITE = "venv/lib/python{}.{}/site-packages".format(*sys.version_info[:2])
 
@@ -113,6 +114,39 @@ def test_an_overlay_shares_no_inode_with_uvs_cache(job: Job, run_job: RunJob, pr
     assert cached_modules, "uv's cache should hold the unpacked wheel"
     assert [p for p in overlay_files if p.stat().st_nlink != 1] == []
     assert {p.stat().st_ino for p in overlay_files}.isdisjoint(cache_inodes)
+
+
+# A wheel whose .pth file runs at every start of a Python that sees it: it says whether that was the script or not.
+PTH_WHEEL = FakeWheel(
+    "pthpkg",
+    "1.0",
+    files={
+        "pthpkg/__init__.py": "VERSION = '1.0'\n",
+        "pthpkg_hook.pth": "import os; os.environ.get('PTH_MARKER') and open(os.environ['PTH_MARKER'], 'a').write("
+        "'script\\n' if 'OUTPUT_1' in os.environ else 'not the script\\n')\n",
+    },
+)
+
+
+def test_a_wheels_only_build_runs_no_code_of_the_wheels(
+    job: Job, run_job: RunJob, wheelhouse: Path, tmp_path: Path
+) -> None:
+    """In the image the builder owns uv's shared cache: installing and byte-compiling must run nothing it installed.
+
+    uv's own `--compile-bytecode` starts the overlay's Python with its site, which runs every `.pth`
+    file just installed; the overlay is compiled without the site instead (`python -S`).
+    """
+    build_wheel(tmp_path / "pth-wheels", PTH_WHEEL)
+    marker = tmp_path / "pth-ran"
+    job.write("requirements.txt", "pthpkg==1.0\n")
+    job.write("main.py", "import pthpkg\nprint('pthpkg', pthpkg.VERSION)\n")
+    result = run_job(env={"UV_FIND_LINKS": f"{wheelhouse},{tmp_path / 'pth-wheels'}", "PTH_MARKER": str(marker)})
+    assert result.returncode == 0, result.stderr
+    assert "pthpkg 1.0" in result.stdout
+    # The hook ran when the script started (a venv's site reads it twice), never during the build.
+    assert set(marker.read_text().splitlines()) == {"script"}
+    manifest = (overlay_folder(job) / seal.MANIFEST).read_text()
+    assert "/pthpkg/__pycache__/__init__.cpython-" in manifest  # byte-compiled all the same
 
 
 def test_a_finished_overlay_is_read_only(job: Job, run_job: RunJob) -> None:
