@@ -227,8 +227,10 @@ def render_requirement(text: str) -> str:
     name_part = re.match(r"\s*[A-Za-z0-9._-]+(\s*\[[^\]]*\])?", head)
     rest = head[name_part.end() :] if name_part else ""
     out: str = canonicalize_name(requirement.name)
-    if requirement.extras:
-        out += f"[{','.join(canonicalize_name(e) for e in requirement.extras)}]"
+    if requirement.extras and name_part and name_part.group(1):
+        # as written (pep508_rs keeps their order; packaging's are a set, in another order each run)
+        written = [canonicalize_name(e.strip()) for e in name_part.group(1).strip().strip("[]").split(",") if e.strip()]
+        out += f"[{','.join(dict.fromkeys(written))}]"
     if requirement.url:
         out += f" @ {requirement.url}"
     else:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from cli.lockengine.install import STAGING_INFIX
 from cli.lockengine.lockfile import read_lock_data
 from cli.lockengine.pypi import install_pypi_packages
 from tests.runner.wheels import FakeWheel, build_wheel, write_simple_index
-from tests.support.cli import error_line, run_cli
+from tests.support.cli import REPO_ROOT, error_line, run_cli
 from tests.support.http_channel import refused_url, serve_channel
 from tests.support.workspace import flavor_metadata
 
@@ -287,3 +289,17 @@ def test_pypi_fetch_errors_name_the_package_the_url_and_the_way_out(tmp_path: Pa
             f"sha256 mismatch for fastlib 1.0 from {url}: lock says {'0' * 64}, the index sent {sha256} "
             f"({PYPI_CHANGED_FIX})"
         )
+
+
+def test_requires_dist_keeps_extras_as_written_whatever_the_hash_seed() -> None:
+    """pep508_rs writes extras in the order given; packaging keeps them in a set, whose order changes
+    with PYTHONHASHSEED, so a relock could reorder `requires_dist` in pixi.lock for nothing."""
+    code = "from cli.lockengine.pypi_specs import render_requirement as r; print(r('Cache_Control[zz,Aa,mm]>=1'))"
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(REPO_ROOT)},
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for seed in range(8)
+    }  # fmt: skip
+    assert outputs == {"cache-control[zz,aa,mm]>=1"}
