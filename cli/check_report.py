@@ -1,4 +1,5 @@
-"""The shared ending of every `--check` command (`lock`, `export`, `generate`): one JSON shape, one exit code.
+"""The shared endings of the commands that keep files in step: every `--check` (`lock`, `export`,
+`generate`), one JSON shape and one exit code; and what `export` and `generate` say they wrote.
 
     {"command": "lock", "verdict": "fresh" | "stale" | "cannot check", "problems": [...], "reason": null}
 
@@ -9,6 +10,7 @@ verdict is "cannot check" (null otherwise). Exit 0 fresh, 1 stale, 2 cannot chec
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -31,3 +33,13 @@ def report_check(command: str, problems: list[str], as_json: bool, fresh_message
         if not problems:
             typer.echo(fresh_message)
     raise typer.Exit(EXIT_CODES[STALE if problems else FRESH])
+
+
+def report_written(written: list[Path], root: Path, as_json: bool, fresh_message: str) -> None:
+    if as_json:
+        typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))
+        return
+    for path in written:
+        typer.echo(f"wrote {path.relative_to(root)}")
+    if not written:
+        typer.echo(fresh_message)

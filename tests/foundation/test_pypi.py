@@ -37,7 +37,7 @@ WHEELS = (
 
 MANIFEST = """\
 [workspace]
-name = "pypi-runners"
+name = "{name}"
 channels = ["{channel}"]
 platforms = ["linux-64"]
 
@@ -46,17 +46,30 @@ index-url = "{index}"
 
 [feature.app.dependencies]
 python = "3.12.*"
-numpy = "*"
-
+{conda}
 [feature.app.pypi-dependencies]
-needsbase = "*"
-basepkg = "==1.0"
-withextra = {{ version = "*", extras = ["fast"] }}
-usesnumpy = "*"
-
+{pypi}
 [environments]
 app = ["app"]
 """
+APP_PYPI = """\
+needsbase = "*"
+basepkg = "==1.0"
+withextra = { version = "*", extras = ["fast"] }
+usesnumpy = "*"
+"""
+
+
+def locked_app_workspace(root: Path, channel: Path, index: str, *, name: str, conda: str, pypi: str) -> Path:
+    """A workspace whose one flavor, `app`, has conda and PyPI dependencies, locked with the CLI."""
+    (root / "flavors" / "app").mkdir(parents=True)
+    manifest = MANIFEST.format(name=name, channel=channel.as_uri(), index=index, conda=conda, pypi=pypi)
+    (root / "pixi.toml").write_text(manifest)
+    (root / "flavors" / "app" / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata("app"), sort_keys=False))
+    (root / "flavors" / "app" / "runtime.yml").write_text(yaml.safe_dump({"resources": {"VRAM": 1}}))
+    result = run_cli("lock", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +82,9 @@ def wheel_index(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture()
 def pypi_workspace(tmp_path: Path, gpu_channel: Path, wheel_index: str) -> Path:
-    root = tmp_path / "ws"
-    (root / "flavors" / "app").mkdir(parents=True)
-    (root / "pixi.toml").write_text(MANIFEST.format(channel=gpu_channel.as_uri(), index=wheel_index))
-    (root / "flavors" / "app" / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata("app"), sort_keys=False))
-    (root / "flavors" / "app" / "runtime.yml").write_text(yaml.safe_dump({"resources": {"VRAM": 1}}))
-    result = run_cli("lock", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root
+    return locked_app_workspace(
+        tmp_path / "ws", gpu_channel, wheel_index, name="pypi-runners", conda='numpy = "*"\n', pypi=APP_PYPI
+    )
 
 
 def pypi_entries(root: Path) -> dict[str, dict[str, object]]:
@@ -174,25 +182,6 @@ CLITOOL = FakeWheel(
         "clitool-1.0.dist-info/entry_points.txt": "[console_scripts]\nclitool = clitool:main\n",
     },
 )
-INSTALL_MANIFEST = """\
-[workspace]
-name = "pypi-install"
-channels = ["{channel}"]
-platforms = ["linux-64"]
-
-[pypi-options]
-index-url = "{index}"
-
-[feature.app.dependencies]
-python = "3.12.*"
-
-[feature.app.pypi-dependencies]
-clitool = "*"
-fastlib = "*"
-
-[environments]
-app = ["app"]
-"""
 
 
 @pytest.fixture()
@@ -202,13 +191,8 @@ def own_index_workspace(tmp_path: Path, gpu_channel: Path) -> tuple[Path, Path]:
     for wheel in (CLITOOL, FakeWheel("fastlib", "1.0")):
         build_wheel(wheels, wheel)
     index = write_simple_index(wheels, tmp_path / "simple").as_uri()
-    root = tmp_path / "ws"
-    (root / "flavors" / "app").mkdir(parents=True)
-    (root / "pixi.toml").write_text(INSTALL_MANIFEST.format(channel=gpu_channel.as_uri(), index=index))
-    (root / "flavors" / "app" / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata("app"), sort_keys=False))
-    result = run_cli("lock", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root, wheels
+    pypi = 'clitool = "*"\nfastlib = "*"\n'
+    return locked_app_workspace(tmp_path / "ws", gpu_channel, index, name="pypi-install", conda="", pypi=pypi), wheels
 
 
 def leftovers(folder: Path) -> list[str]:
