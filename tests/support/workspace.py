@@ -106,3 +106,17 @@ def committed_workspace(target: Path) -> Path:
     for folder in ("flavors", "envs"):
         shutil.copytree(REPO / folder, target / folder)
     return target
+
+
+def locked_one_package_workspace(root: Path, channel: Path, package: str, name: str) -> Path:
+    """A workspace whose default environment is `package` from `channel`, locked in-process (the benches')."""
+    from cli.lockengine.locking import LockRequest, lock_workspace, write_result
+    from cli.lockengine.manifest import load_workspace
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pixi.toml").write_text(
+        f'[workspace]\nname = "{name}"\nchannels = ["{channel.as_uri()}"]\nplatforms = ["linux-64"]\n\n'
+        f'[dependencies]\n{package} = "*"\n'
+    )
+    write_result(lock_workspace(load_workspace(root), LockRequest()))
+    return root
