@@ -152,13 +152,6 @@ class BaseImage:
     directories: dict[str, Entry] = field(default_factory=dict)
     description: str = ""
 
-    def env_value(self, key: str) -> str | None:
-        for item in self.env:
-            name, _, value = item.partition("=")
-            if name == key:
-                return value
-        return None
-
 
 def import_base(path: Path, store: BlobStore) -> BaseImage:
     """Copy the base's layers into `store` and read what the image above needs from it."""
