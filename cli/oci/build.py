@@ -42,7 +42,7 @@ from cli.oci.service import (
     runner_bytecode_entries,
     service_entries,
 )
-from cli.oci.tarball import Compression, Entry, write_layer
+from cli.oci.tarball import COMPRESSION_LABEL, Compression, Entry, check_compressor, compression_label, write_layer
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ def build_oci_image(
     check costs.
     """
     started = time.perf_counter()
+    check_compressor(compression)  # before any work: another libzstd would give other digests
     flavor = get_flavor(workspace, flavor_name)
     spec = FlavorSpec.load(workspace, flavor)
     check_fresh(workspace, [spec])  # the docker path's refusal of a stale lock, export or generated file
@@ -242,7 +243,7 @@ def build_oci_image(
         )
         remove_tree(staged.stage)
         add("service", service_entries(spec) + bytecode, epoch, "service.cli/, the runner's byte-code and labels")
-        labels = image_labels(workspace, spec, epoch)
+        labels = {**image_labels(workspace, spec, epoch), COMPRESSION_LABEL: compression_label(compression)}
         env = flavor_env(workspace, spec)
         config = store.put_json(
             image_config(base_image, flavor.name, labels, layers, history, epoch, env), MEDIA_TYPE_CONFIG
