@@ -33,22 +33,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from cli.audit.prefix import audit_prefix, default_workers, sha256_of  # noqa: E402
+from cli.audit.prefix import audit_prefix  # noqa: E402
+from cli.file_hashing import default_workers, sha256_of  # noqa: E402
 from cli.lockengine.install import InstallRequest, install_environment  # noqa: E402
-from cli.lockengine.locking import LockRequest, lock_workspace, write_result  # noqa: E402
 from cli.lockengine.manifest import load_workspace  # noqa: E402
 from cli.process_exit import run_then_exit  # noqa: E402
 from tests.support.channel import FakePackage, build_channel  # noqa: E402
-
-MANIFEST = """\
-[workspace]
-name = "audit-bench"
-channels = ["{channel}"]
-platforms = ["linux-64"]
-
-[dependencies]
-bench-data = "*"
-"""
+from tests.support.workspace import locked_one_package_workspace  # noqa: E402
 
 
 @dataclass
@@ -82,11 +73,8 @@ def build_prefix(root: Path, count: int) -> tuple[Path, Path]:
         root / "channel", [FakePackage("bench-data", "1.0", "h0_0", files=package_files(count))], work=root / "work"
     )
     shutil.rmtree(root / "work", ignore_errors=True)
-    workspace_root = root / "ws"
-    workspace_root.mkdir()
-    (workspace_root / "pixi.toml").write_text(MANIFEST.format(channel=channel.as_uri()))
+    workspace_root = locked_one_package_workspace(root / "ws", channel, "bench-data", "audit-bench")
     workspace = load_workspace(workspace_root)
-    write_result(lock_workspace(workspace, LockRequest()))
     prefix = root / "prefix"
     install_environment(
         workspace, InstallRequest("default", prefix, platform="linux-64", cache_dir=root / "cache", show_progress=False)

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,17 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "tests" / "data" / "channels" / "conda-forge"
 SOLVE_ARGS = ["lock", "--update", "-e", "pytorch", "-e", "tensorflow", "--mirror", f"conda-forge={SUBSET.as_uri()}"]
 GOALS = {"--help": 0.3, "lock --check": 1.0}
-
-
-def committed_workspace(target: Path) -> Path:
-    """A copy of the committed workspace: the files at its top (pixi.toml, pixi.lock, …), flavors/ and envs/."""
-    target.mkdir(parents=True)
-    for path in ROOT.iterdir():
-        if path.is_file() and not path.name.startswith("."):
-            shutil.copy(path, target / path.name)
-    for folder in ("flavors", "envs"):
-        shutil.copytree(ROOT / folder, target / folder)
-    return target
 
 
 def child_env() -> dict[str, str]:
@@ -121,6 +109,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=10, help="runs of each command (default 10)")
     parser.add_argument("--imports", action="store_true", help="also print where each command's import time goes")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from tests.support.workspace import committed_workspace
 
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as name:

@@ -47,19 +47,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from cli.lockengine.install import InstallRequest, LinkMode, install_environment  # noqa: E402
-from cli.lockengine.locking import LockRequest, lock_workspace, write_result  # noqa: E402
 from cli.lockengine.manifest import load_workspace  # noqa: E402
 from tests.support.channel import FakePackage, build_channel  # noqa: E402
+from tests.support.workspace import locked_one_package_workspace  # noqa: E402
 
-MANIFEST = """\
-[workspace]
-name = "install-bench"
-channels = ["{channel}"]
-platforms = ["linux-64"]
-
-[dependencies]
-bench-env = "*"
-"""
 BIG_EVERY = 30  # one package in 30 carries a large library, as torch or cudnn do
 
 
@@ -117,10 +108,7 @@ def build_fixture(work: Path, packages: int, megabytes: int) -> Path:
     print(f"building {len(fakes)} packages of about {megabytes} MB in {work} (once) ...", file=sys.stderr)
     channel = build_channel(work / "channel", fakes, work=work / "assemble")
     shutil.rmtree(work / "assemble", ignore_errors=True)
-    workspace.mkdir(parents=True, exist_ok=True)
-    (workspace / "pixi.toml").write_text(MANIFEST.format(channel=channel.as_uri()))
-    write_result(lock_workspace(load_workspace(workspace), LockRequest()))
-    return workspace
+    return locked_one_package_workspace(workspace, channel, "bench-env", "install-bench")
 
 
 def free_port() -> int:

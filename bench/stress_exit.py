@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -84,17 +83,6 @@ def fixture_command(unprotected: bool, channel: Path) -> list[str]:
     return [sys.executable, "-m", "tests.support.channel", str(channel)]
 
 
-def committed_workspace(target: Path) -> Path:
-    """A copy of the committed workspace: the files at its top (pixi.toml, pixi.lock, …), flavors/ and envs/."""
-    target.mkdir(parents=True)
-    for path in ROOT.iterdir():
-        if path.is_file() and not path.name.startswith("."):
-            shutil.copy(path, target / path.name)
-    for folder in ("flavors", "envs"):
-        shutil.copytree(ROOT / folder, target / folder)
-    return target
-
-
 def fixture_workspace(folder: Path) -> Path:
     """A small locked workspace on a fixture channel (built here, in a process of its own)."""
     from tests.support.workspace import write_workspace
@@ -117,6 +105,8 @@ def child_env() -> dict[str, str]:
 
 def cli_jobs(count: int, folder: Path, unprotected: bool) -> list[Job]:
     """COUNT CLI invocations, the three kinds taking turns; each solve writes its own workspace copy."""
+    from tests.support.workspace import committed_workspace
+
     fixture = fixture_workspace(folder)
     lock = ["lock", "--update", "-e", "pytorch", "-e", "tensorflow", "--mirror"]
     subset = f"conda-forge={SUBSET.as_uri()}"

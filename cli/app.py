@@ -73,13 +73,32 @@ COMMANDS = (
 VERBOSE_HELP = "Log what is being done."
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment, not the one it was made with.
+
+    Whoever runs the app in-process (typer's CliRunner, a test) swaps sys.stderr for a stream it
+    closes afterwards; a handler holding that stream would fail on every later log record
+    ("--- Logging error --- … I/O operation on closed file").
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        return None
+
+
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    """Our one handler on the root logger (replacing ours from an earlier run; others' handlers stay)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(handler)
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _verbose_after_command(ctx: typer.Context, param: Any, verbose: bool) -> None:

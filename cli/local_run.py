@@ -177,7 +177,7 @@ def run_locally(workspace: Workspace | None, request: LocalRun, environ: Mapping
         returncode = _wait_forwarding(process)
     exit_code = 128 - returncode if returncode < 0 else returncode
     if flavor is not None and exit_code == 0:  # the backend reads the outputs of a successful job only
-        exit_code = _report_outputs(flavor, request.output_folder)
+        exit_code = report_outputs(flavor, request.output_folder)
     return exit_code
 
 
@@ -194,7 +194,7 @@ def _staged_inputs(request: LocalRun, flavor: Flavor | None, stack: ExitStack) -
     return folder
 
 
-def _report_outputs(flavor: Flavor, output_folder: Path) -> int:
+def report_outputs(flavor: Flavor, output_folder: Path) -> int:
     """Check each output port as the backend reads it; a missing required one fails the job."""
     from cli.images.metadata import load_metadata
     from cli.staging import check_outputs

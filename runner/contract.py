@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 INPUTS = 5
 OUTPUTS = 4
+# The ports a flavor's metadata.yml may declare (cli/images/metadata.py refuses others): the runner
+# exports INPUT_N for input_N, and leaves each output_N/ as the file output_N.zip.
+INPUT_PORTS = tuple(f"input_{n}" for n in range(1, INPUTS + 1))
+OUTPUT_PORTS = tuple(f"output_{n}" for n in range(1, OUTPUTS + 1))
+ARCHIVE_SUFFIX = ".zip"
 LOGS = "logs"
 INPUTS_JSON = "inputs.json"
 PARTIAL_SUFFIX = ".partial"  # an archive being written: `.output_1.zip.partial`, renamed when complete
@@ -64,7 +69,7 @@ class Contract:
         if not input_folder.is_dir():
             raise BadInput(f"INPUT_FOLDER {input_folder} is not a folder", "point INPUT_FOLDER at an existing folder")
         inputs = tuple(_input(n, input_folder, environ.get(f"INPUT_{n}")) for n in range(1, INPUTS + 1))
-        outputs = tuple(output_folder / f"output_{n}" for n in range(1, OUTPUTS + 1))
+        outputs = tuple(output_folder / port for port in OUTPUT_PORTS)
         log_folder = Path(environ["LOG_FOLDER"]).absolute() if environ.get("LOG_FOLDER") else None
         return cls(input_folder, output_folder, inputs, outputs, log_folder)
 
@@ -82,7 +87,7 @@ class Contract:
             return True
         if self.log_folder == self.output_folder / name:
             return True
-        return any(name in (folder.name, f"{folder.name}.zip") for folder in self.outputs)
+        return any(name in (folder.name, output_archive(folder.name)) for folder in self.outputs)
 
     def claim_outputs(self, clean: bool) -> None:
         """Refuse an OUTPUT_FOLDER that holds anything; with `clean`, first remove what an earlier run made.
@@ -155,13 +160,18 @@ class Contract:
         }
 
 
+def output_archive(port: str) -> str:
+    """The file in OUTPUT_FOLDER that the runner makes of an output port's folder: output_1 -> output_1.zip."""
+    return port + ARCHIVE_SUFFIX
+
+
 def _input(number: int, input_folder: Path, given: str | None) -> Path:
     folder = input_folder / f"input_{number}"
     if given:
         path = Path(given).absolute()
         if path.exists():
             return path
-        if path != folder:  # the image's service.cli/run exports input_N/ whether or not it exists: no news
+        if path != folder:  # service.cli/run's default, whether or not it exists: no news
             log.warning("INPUT_%d=%s does not exist: using the input layout's instead", number, given)
     return folder if folder.is_dir() else input_folder
 

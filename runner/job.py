@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner import __version__
 from runner.archive import zip_folder
-from runner.contract import Contract, child_environment
+from runner.contract import Contract, child_environment, output_archive
 from runner.diagnosis import script_ending
 from runner.discovery import CodeFolder, find_entrypoint, find_requirements, prepare_code
 from runner.errors import EXIT_INTERNAL, EXIT_TIMEOUT, BadInput, OutputError, RunnerError
@@ -71,6 +71,24 @@ class Ending:
         self.exit_code, self.line, self.failed = exit_code, line, True
 
 
+class JobState:
+    """What every step of a job after its folders are claimed reads and adds to, up to the zipped outputs and record.
+
+    A plain class with __slots__, not a dataclass: importing `dataclasses` costs the start of
+    every job (runner/logs.py says why that matters).
+    """
+
+    __slots__ = ("contract", "durations", "ending", "recorded", "started", "summary")
+
+    def __init__(self, contract: Contract, started: float, summary: dict[str, object], ending: Ending) -> None:
+        self.contract = contract
+        self.started = started
+        self.summary = summary
+        self.ending = ending
+        self.durations: dict[str, float] = {}
+        self.recorded = False  # whether LOG_FOLDER takes the record
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -87,9 +105,7 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ if environ is None else environ)
     started = time.monotonic()
     summary: dict[str, object] = {"runner": __version__, "started_at": _now()}
-    durations: dict[str, float] = {}
-    contract: Contract | None = None
-    prepared = recorded = False
+    state: JobState | None = None  # set once the output folders exist: from then on they are zipped, the record written
     code: CodeFolder | None = None
     overlay: Overlay | None = None
     ending = Ending()
@@ -98,12 +114,12 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
         contract = Contract.from_environ(env)
         contract.claim_outputs(options.clean_outputs or env.get("RUNNER_CLEAN_OUTPUTS", "").lower() in TRUE)
         contract.prepare_outputs()
-        prepared = True
-        recorded = contract.prepare_log_folder()
-        if recorded:
+        state = JobState(contract, started, summary, ending)
+        state.recorded = contract.prepare_log_folder()
+        if state.recorded:
             log.attach(contract.log_folder / RUN_LOG)
         summary["folders"] = contract.summary()
-        code, overlay = _run(options, env, contract, summary, durations, started, ending, recorded)
+        code, overlay = _run(options, env, state)
     except RunnerError as error:
         summary["error"] = error.one_line()
         ending.fail(error.exit_code, error.one_line())
@@ -123,8 +139,8 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
             overlay.release()
         if code is not None:
             code.cleanup()
-    if contract is not None and prepared:
-        _finish(contract, summary, durations, started, ending, recorded)
+    if state is not None:
+        _finish(state)
     if ending.failed:
         log.error("%s", ending.line)
     else:
@@ -133,16 +149,8 @@ def run_job(options: Options, environ: Mapping[str, str] | None = None) -> int:
     return ending.exit_code
 
 
-def _run(
-    options: Options,
-    env: dict[str, str],
-    contract: Contract,
-    summary: dict[str, object],
-    durations: dict[str, float],
-    started: float,
-    ending: Ending,
-    recorded: bool,
-) -> tuple[CodeFolder, Overlay | None]:
+def _run(options: Options, env: dict[str, str], state: JobState) -> tuple[CodeFolder, Overlay | None]:
+    contract, summary, durations = state.contract, state.summary, state.durations
     log.info(
         "osparc runner %s, Python %s (%s); inputs: %s layout in %s; record: %s",
         __version__,
@@ -150,7 +158,7 @@ def _run(
         sys.prefix,
         contract.layout,
         contract.input_folder,
-        contract.log_folder if recorded else "the log stream only",
+        contract.log_folder if state.recorded else "the log stream only",
     )
     timeout = _timeout(options.timeout, env.get("RUNNER_TIMEOUT"))
     resources = Resources.from_environ(env)
@@ -188,7 +196,7 @@ def _run(
         if supervisor is not None:
             supervisor.close()  # the script must find no way to root's supervisor (only in the image)
         summary["python"] = str(python)
-        durations["setup"] = time.monotonic() - started
+        durations["setup"] = time.monotonic() - state.started
         resources.check_gpu(env)
         log.info(
             "running %s (%s) with %s", relative, how, "the overlay" if overlay is not None else "the base environment"
@@ -197,7 +205,7 @@ def _run(
             [str(python), str(script), *options.args],
             cwd=code.path,
             env=child_env,
-            log_file=contract.log_folder / RUN_LOG if recorded else None,
+            log_file=contract.log_folder / RUN_LOG if state.recorded else None,
             timeout=timeout,
             kill_grace=_float(env.get("RUNNER_KILL_GRACE"), 10.0),
         )
@@ -209,9 +217,9 @@ def _run(
         exit_code = EXIT_TIMEOUT if outcome.timed_out else outcome.exit_code
         if failed:
             summary["error"] = line
-            ending.fail(exit_code, line)
+            state.ending.fail(exit_code, line)
         else:
-            ending.line = line
+            state.ending.line = line
         return code, overlay
     except BaseException:
         if overlay is not None:
@@ -272,21 +280,15 @@ def _float(text: str | None, default: float) -> float:
         return default
 
 
-def _finish(
-    contract: Contract,
-    summary: dict[str, object],
-    durations: dict[str, float],
-    started: float,
-    ending: Ending,
-    recorded: bool,
-) -> None:
+def _finish(state: JobState) -> None:
     """Zip every output folder and write the record; a failure here fails a run that succeeded."""
+    contract, summary, durations, ending = state.contract, state.summary, state.durations, state.ending
     zipping = time.monotonic()
     outputs: list[dict[str, object]] = []
     said, failed = [], []
     with log.heartbeat("zipping the outputs"):
         for folder in contract.outputs:
-            archive = folder.with_suffix(".zip")
+            archive = folder.with_name(output_archive(folder.name))
             try:
                 files, size = zip_folder(folder, archive)
             except OSError as error:
@@ -300,11 +302,11 @@ def _finish(
         log.info("outputs: %s", ", ".join(said))
     if failed:
         reason = f"cannot zip the outputs: {'; '.join(failed)}"
-        _late_failure(ending, summary, OutputError(reason, "check the space and permissions of OUTPUT_FOLDER"))
+        _late_failure(state, OutputError(reason, "check the space and permissions of OUTPUT_FOLDER"))
     durations["outputs"] = time.monotonic() - zipping
-    durations["total"] = time.monotonic() - started
+    durations["total"] = time.monotonic() - state.started
     lock_text = summary.pop("overlay_lock", None)
-    if not recorded:
+    if not state.recorded:
         return
     summary.update(
         {
@@ -320,16 +322,16 @@ def _finish(
             (contract.log_folder / LOCK).write_text(lock_text, encoding="utf-8")
         (contract.log_folder / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     except OSError as error:
-        _late_failure(ending, summary, OutputError(f"cannot write the run record to {contract.log_folder}: {error}"))
+        _late_failure(state, OutputError(f"cannot write the run record to {contract.log_folder}: {error}"))
 
 
-def _late_failure(ending: Ending, summary: dict[str, object], failure: RunnerError) -> None:
+def _late_failure(state: JobState, failure: RunnerError) -> None:
     """A failure after the script: it becomes the job's reason only if nothing failed before."""
-    if ending.failed:
+    if state.ending.failed:
         log.warning("%s", failure.one_line())
         return
-    summary["error"] = failure.one_line()
-    ending.fail(failure.exit_code, failure.one_line())
+    state.summary["error"] = failure.one_line()
+    state.ending.fail(failure.exit_code, failure.one_line())
 
 
 def _files(count: int, size: int) -> str:

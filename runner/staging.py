@@ -192,7 +192,7 @@ class Builder:
                 if self.request is not None:
                     _chown_tree(self.request, who.uid, who.gid)
                 uv_cache = work / "uv-cache" if from_source else cache.root / UV_CACHE
-                installed = _install_as(who, the_plan, base, stage, work, make_uv, uv_cache)
+                installed = _BuilderRun(who, the_plan, base, stage, work, make_uv, uv_cache).install()
             finally:
                 # Whatever a build left running, of either builder: root reads the staging folder only after.
                 for builder in (self.identities.build, self.identities.source):
@@ -225,7 +225,7 @@ def _require_roots(executable: Path) -> None:
         raise OverlayError(
             f"uv at {path} belongs to UID {status.st_uid} (mode {stat.S_IMODE(status.st_mode):o}); "
             "the image builds overlays only with root's uv",
-            "use the uv of the flavor's environment (RUNNER_UV, PATH)",
+            "use the uv of the flavor's environment (next to its python; or name it with RUNNER_UV)",
         )
 
 
@@ -237,40 +237,88 @@ def _chown_tree(top: Path, uid: int, gid: int) -> None:
     os.lchown(top, uid, gid)
 
 
-def _install_as(
-    who: Identity,
-    the_plan: Plan,
-    base: BaseEnvironment,
-    stage: Path,
-    work: Path,
-    make_uv: Callable[[Path | None], Uv],
-    uv_cache: Path,
-) -> Installed:
-    """`overlay.install` in a process that is `who` for good; its answer comes back over a pipe."""
-    reading, writing = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the builder process; its work is checked by the tests through the overlay
-        os.close(reading)
-        _builder_process(writing, who, the_plan, base, stage, work, make_uv, uv_cache)
-    os.close(writing)
-    try:
-        data = _answer_of(reading, pid)
-    except BaseException:
-        kill_processes_of(who)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(reading)
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        raise OverlayError(f"the overlay build as {who} ended without an answer", "see the lines above") from None
-    if "error" in answer:
-        if answer["error"] in ("OverlayError", "BadInput"):
-            raise error_of({**answer, "type": answer["error"]})
-        raise RuntimeError(f"the overlay build as {who} failed: {answer['reason']}")
-    return Installed(answer["packages"], answer["shadowed"], answer["lock_text"])
+class _BuilderRun:
+    """One overlay install as `who`: a forked process that becomes `who` for good and runs `overlay.install`.
+
+    Its answer (what it installed, or the error) comes back over a pipe; nothing of the
+    builder's runs in root's process.
+    """
+
+    __slots__ = ("base", "make_uv", "plan", "stage", "uv_cache", "who", "work")
+
+    def __init__(
+        self,
+        who: Identity,
+        the_plan: Plan,
+        base: BaseEnvironment,
+        stage: Path,
+        work: Path,
+        make_uv: Callable[[Path | None], Uv],
+        uv_cache: Path,
+    ) -> None:
+        self.who = who
+        self.plan = the_plan
+        self.base = base
+        self.stage = stage
+        self.work = work
+        self.make_uv = make_uv
+        self.uv_cache = uv_cache
+
+    def install(self) -> Installed:
+        who = self.who
+        reading, writing = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the builder process; its work is checked by the tests through the overlay
+            os.close(reading)
+            self._builder_process(writing)
+        os.close(writing)
+        try:
+            data = _answer_of(reading, pid)
+        except BaseException:
+            kill_processes_of(who)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise
+        finally:
+            os.close(reading)
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise OverlayError(f"the overlay build as {who} ended without an answer", "see the lines above") from None
+        if "error" in answer:
+            if answer["error"] in ("OverlayError", "BadInput"):
+                raise error_of({**answer, "type": answer["error"]})
+            raise RuntimeError(f"the overlay build as {who} failed: {answer['reason']}")
+        return Installed(answer["packages"], answer["shadowed"], answer["lock_text"])
+
+    def _builder_process(self, writing: int) -> None:  # pragma: no cover - runs in the forked child, ends with os._exit
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)  # the supervisor's handlers forward to the job: not ours to do
+        answer: dict[str, object]
+        try:
+            self.who.become()
+            os.umask(0o077)  # nothing of a build is for anyone else: root copies what it keeps, with its own modes
+            os.chdir(self.stage)
+            uv = self.make_uv(self.stage / "uv.log")
+            env = self.who.environment(uv.environ, home=str(self.work / "home"))
+            env.update({"TMPDIR": str(self.work / "tmp"), "UV_CACHE_DIR": str(self.uv_cache)})
+            uv.environ = env
+            installed = install(self.plan, self.base, self.stage, uv)
+            answer = {"packages": installed.packages, "shadowed": installed.shadowed, "lock_text": installed.lock_text}
+        except RunnerError as error:
+            answer = {"error": type(error).__name__, "reason": error.reason, "fix": error.fix, "details": error.details}
+        except BaseException as error:
+            import traceback
+
+            answer = {"error": "internal", "reason": f"{type(error).__name__}: {error}\n{traceback.format_exc()}"}
+        status = 0
+        try:
+            data = json.dumps(answer).encode()
+            while data:
+                data = data[os.write(writing, data) :]
+        except BaseException:
+            status = 1
+        os._exit(status)
 
 
 def _answer_of(reading: int, pid: int) -> bytes:
@@ -300,42 +348,3 @@ def _answer_of(reading: int, pid: int) -> bytes:
         if ended:
             return b"".join(chunks)
         poll.poll(200)
-
-
-def _builder_process(
-    writing: int,
-    who: Identity,
-    the_plan: Plan,
-    base: BaseEnvironment,
-    stage: Path,
-    work: Path,
-    make_uv: Callable[[Path | None], Uv],
-    uv_cache: Path,
-) -> None:  # pragma: no cover - runs in the forked child, ends with os._exit
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, signal.SIG_DFL)  # the supervisor's handlers forward to the job: not ours to do
-    answer: dict[str, object]
-    try:
-        who.become()
-        os.umask(0o077)  # nothing of a build is for anyone else: root copies what it keeps, with its own modes
-        os.chdir(stage)
-        uv = make_uv(stage / "uv.log")
-        env = who.environment(uv.environ, home=str(work / "home"))
-        env.update({"TMPDIR": str(work / "tmp"), "UV_CACHE_DIR": str(uv_cache)})
-        uv.environ = env
-        installed = install(the_plan, base, stage, uv)
-        answer = {"packages": installed.packages, "shadowed": installed.shadowed, "lock_text": installed.lock_text}
-    except RunnerError as error:
-        answer = {"error": type(error).__name__, "reason": error.reason, "fix": error.fix, "details": error.details}
-    except BaseException as error:
-        import traceback
-
-        answer = {"error": "internal", "reason": f"{type(error).__name__}: {error}\n{traceback.format_exc()}"}
-    status = 0
-    try:
-        data = json.dumps(answer).encode()
-        while data:
-            data = data[os.write(writing, data) :]
-    except BaseException:
-        status = 1
-    os._exit(status)

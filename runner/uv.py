@@ -1,4 +1,4 @@
-"""Driving the `uv` executable: found via RUNNER_UV, then PATH, then next to the base interpreter."""
+"""Driving the `uv` executable: found via RUNNER_UV, then next to the base interpreter, then on PATH."""
 
 from __future__ import annotations
 
@@ -24,21 +24,26 @@ class UvResult:
 
 
 def find_uv(environ: Mapping[str, str]) -> Path:
+    """RUNNER_UV, else the uv next to the base interpreter (the flavor's locked one), else the first on PATH.
+
+    The base's own uv comes before PATH: a PATH may start with another environment's uv (a
+    CLI's virtualenv, the machine's), of any version. In the image, root's supervisor then
+    accepts only a uv that root owns (runner/staging.py), whichever way it was found.
+    """
     configured = environ.get("RUNNER_UV")
     if configured:
         path = shutil.which(configured) or (configured if os.access(configured, os.X_OK) else None)
         if path is None:
             raise OverlayError(f"RUNNER_UV={configured} is not an executable", "point RUNNER_UV at the uv binary")
         return Path(path)
-    found = shutil.which("uv", path=environ.get("PATH"))
-    if found:
-        return Path(found)
-    # `/prefix/bin/python -m runner` run without activating the prefix: its uv sits next to python.
     sibling = Path(sys.executable).parent / "uv"
     if os.access(sibling, os.X_OK):
         return sibling
+    found = shutil.which("uv", path=environ.get("PATH"))
+    if found:
+        return Path(found)
     raise OverlayError(
-        "requirements.txt needs uv, and no uv was found on PATH or next to the Python",
+        "requirements.txt needs uv, and no uv was found next to the Python or on PATH",
         "add uv to the flavor environment, put it on PATH, or set RUNNER_UV",
     )
 

@@ -15,8 +15,7 @@ when the installer rewrote a prefix placeholder or wrote a link). From those:
   (`nvidia-*-cu1x`) that duplicate a conda CUDA library or add a second CUDA stack next to the
   prefix's conda one (what the runner's guard refuses), and distributions that shadow the prefix's.
 
-Hashing is streamed (whole small files, 1 MiB chunks of large ones) and spread over a thread pool
-in batches of files (hashlib releases the GIL while it hashes); one worker hashes inline.
+Hashing is `cli.file_hashing`'s: batches of files on a thread pool, one worker inline.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import re
 import stat
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
@@ -41,6 +39,7 @@ from cli.audit.findings import Finding
 from cli.audit.readers import CONDA, LockedPackage, from_record
 from cli.cuda import CONDA_CUDA_MARKERS, conda_packages_for_cuda_wheel, cuda_wheel_library
 from cli.errors import UserError
+from cli.file_hashing import hash_all, sha256_of
 from cli.lockengine.lockfile import locked_records, read_lock
 from cli.lockengine.manifest import Workspace
 
@@ -49,10 +48,6 @@ CONDA_META = "conda-meta"
 INSTALLER_FILES = frozenset({"CACHEDIR.TAG", ".nonadmin"})
 CACHE_DIRS = frozenset({"__pycache__"})
 CACHE_SUFFIXES = (".pyc",)
-SMALL_FILE = 1 << 20
-CHUNK = 1 << 20
-BATCH_BYTES = 16 << 20
-BATCH_FILES = 256
 LINK_TYPES = frozenset({"softlink"})
 DIRECTORY_TYPES = frozenset({"directory"})
 # Entries an installer may record but which a Python run rewrites at will.
@@ -302,22 +297,6 @@ def compare_packages(
 # --- files against paths.json ------------------------------------------------------------------
 
 
-def sha256_of(path: Path | str, size: int | None = None) -> str:
-    """Streaming sha256 of a file (one read for small files, 1 MiB chunks otherwise)."""
-    with open(path, "rb", buffering=0) as handle:
-        if size is not None and size <= SMALL_FILE:
-            return hashlib.sha256(handle.read()).hexdigest()
-        digest = hashlib.sha256()
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        while True:
-            count = handle.readinto(buffer)
-            if not count:
-                break
-            digest.update(view[:count])
-        return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class _HashJob:
     entry: PathEntry
@@ -385,30 +364,6 @@ def _hash_job(job: _HashJob) -> tuple[FileProblem | None, int]:
     return None, job.size
 
 
-def _hash_batch(batch: list[_HashJob]) -> list[tuple[FileProblem | None, int]]:
-    return [_hash_job(job) for job in batch]
-
-
-def _batches(jobs: list[_HashJob]) -> list[list[_HashJob]]:
-    """Jobs in groups of about BATCH_BYTES (or BATCH_FILES small files): one pool task each, not one per file."""
-    batches: list[list[_HashJob]] = []
-    current: list[_HashJob] = []
-    size = 0
-    for job in jobs:
-        current.append(job)
-        size += job.size
-        if size >= BATCH_BYTES or len(current) >= BATCH_FILES:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
-    return batches
-
-
-def default_workers() -> int:
-    return min(8, os.cpu_count() or 1)
-
-
 def check_files(
     prefix: Path, installed: list[InstalledPackage], workers: int | None = None
 ) -> tuple[list[FileProblem], HashStats]:
@@ -424,20 +379,11 @@ def check_files(
                 problems.append(problem)
             if job is not None:
                 jobs.append(job)
-    # Large files first, so that one big library does not finish last on an idle pool.
-    jobs.sort(key=lambda j: j.size, reverse=True)
-    workers = workers or default_workers()
-    if workers == 1:
-        results = [_hash_batch(jobs)]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_hash_batch, _batches(jobs)))
-    for batch in results:
-        for problem, size in batch:
-            stats.files_hashed += 1
-            stats.bytes_hashed += size
-            if problem is not None:
-                problems.append(problem)
+    for problem, size in hash_all(jobs, _hash_job, lambda job: job.size, workers):
+        stats.files_hashed += 1
+        stats.bytes_hashed += size
+        if problem is not None:
+            problems.append(problem)
     stats.seconds = time.perf_counter() - started
     return sorted(problems), stats
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,14 +376,3 @@ def _read_explicit(path: Path, text: str) -> LockSnapshot:
     except ValueError as error:
         raise UserError(f"cannot read @EXPLICIT file: {error}", path=path, fix="export it again") from error
     return snapshot
-
-
-def iter_packages(snapshot: LockSnapshot) -> Iterator[tuple[str, str, LockedPackage]]:
-    for env, platforms in sorted(snapshot.packages.items()):
-        for platform, packages in sorted(platforms.items()):
-            for _, package in sorted(packages.items()):
-                yield env, platform, package
-
-
-def packages_by_key(packages: Iterable[LockedPackage]) -> Packages:
-    return {p.key: p for p in packages}

@@ -13,7 +13,7 @@ import typer
 from cli.errors import UserError
 from cli.flavors import get_flavor
 from cli.images import naming
-from cli.images.dockerfiles import materialize
+from cli.images.dockerfiles import render, rendered, write_rendered
 from cli.images.execute import (
     BUILDX_HINT,
     LEGACY_BUILDER_ENV,
@@ -56,13 +56,15 @@ def check_registry(registry: str | None) -> str | None:
     return cleaned
 
 
-def step_json(step: BuildStep, command: list[str]) -> dict[str, object]:
+def step_json(step: BuildStep, command: list[str], root: Path) -> dict[str, object]:
     return {
         "name": step.name,
         "image": step.image,
         "tags": list(step.tags),
         "dockerfile": step.dockerfile.as_posix(),
         "from": step.parent,  # the step whose image this one is built FROM
+        # What the build writes at `dockerfile` (a dry run writes nothing); null when it is the committed one.
+        "rendered_dockerfile": render(step, root) if step.rendered_from is not None else None,
         "build_args": step.build_args,
         "labels": step.labels,
         "env": step.env,
@@ -125,14 +127,14 @@ def build_images(
         check_locked_tools(workspace, spec.name)
     facts = build_facts(workspace, specs)
     planned = plan_builds(workspace, specs, base_image=base_image, registry=registry, facts=facts)
-    steps = [materialize(step, workspace.root) for step in planned]
+    steps = [rendered(step) for step in planned]
     buildkit = engine is not Engine.docker or dry_run or docker_uses_buildkit(engine)
     builds = [build_command(step, engine, workspace.root, buildkit=buildkit) for step in steps]
     pushes = plan_push_commands(steps, engine)
     if dry_run:
         if as_json:
             document = {
-                "steps": [step_json(s, c) for s, c in zip(steps, builds, strict=True)],
+                "steps": [step_json(s, c, workspace.root) for s, c in zip(steps, builds, strict=True)],
                 "push": pushes,
             }
             typer.echo(json.dumps(document, indent=2))
@@ -141,6 +143,8 @@ def build_images(
                 typer.echo(as_text(command))
         return
     require_engine(engine.value)
+    for step in steps:
+        write_rendered(step, workspace.root)
     env = None if buildkit else LEGACY_BUILDER_ENV
     jobs = [Job(f"build {step.name}", command, env) for step, command in zip(steps, builds, strict=True)]
     jobs += [Job(f"push {command[-1]}", command) for command in pushes]

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
-from cli.lockengine.cache_verify import CacheVerification, verify_cache
+from cli.lockengine.cache_verify import CacheVerification, open_cache, verify_cache
 from cli.lockengine.package_cache import PackageCache, default_cache_root
 from cli.options import JsonOption
+from cli.progress import stderr_progress
 
 cache_app = typer.Typer(
     name="cache", help="Check and repair the package cache that installs link from.", no_args_is_help=True
@@ -36,12 +36,13 @@ def verify_command(
 ) -> None:
     """Hash every file of every cache entry and compare it with the entry's paths.json."""
     cache = PackageCache((cache_dir or default_cache_root()).absolute())
+    entries = open_cache(cache)  # bad input is one line, before any display
     columns = (TextColumn("hashing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
-    show = not quiet and not as_json
-    with Progress(*columns, console=Console(stderr=True), disable=not show, transient=True) as progress:
+    with stderr_progress(*columns, show=not quiet and not as_json) as progress:
         task = progress.add_task("hashing", total=None)
         result = verify_cache(
             cache,
+            entries,
             repair=repair,
             on_hashed=lambda size: progress.advance(task, size),
             on_planned=lambda total: progress.update(task, total=total),

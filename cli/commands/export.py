@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -28,22 +27,17 @@ def export_command(
 ) -> None:
     """Write envs/<flavor>/conda-lock.yml, envs/<flavor>/<subdir>.explicit and the shared stage's split
     (envs/_shared/, <subdir>.own.explicit) from pixi.lock."""
-    from cli.check_report import report_check
+    from cli.check_report import report_check, report_written
     from cli.flavors import discover_flavors, get_flavor
     from cli.lockengine.export import stale_exports, write_exports
 
     workspace = workspace_from(manifest_path)
     flavors = [get_flavor(workspace, name) for name in flavor] if flavor else discover_flavors(workspace)
     if check:
-        report_check(stale_exports(workspace), as_json, "exports are up to date")
-    written = write_exports(workspace, flavors, ignore_pypi_errors)
-    if as_json:
-        typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))
-    else:
-        for path in written:
-            typer.echo(f"wrote {path.relative_to(workspace.root)}")
-        if not written:
-            typer.echo("exports are up to date")
+        report_check("export", stale_exports(workspace), as_json, "exports are up to date")
+    report_written(
+        write_exports(workspace, flavors, ignore_pypi_errors), workspace.root, as_json, "exports are up to date"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from cli.check_report import report_check
+from cli.check_report import report_check, report_written
 from cli.images.generated import stale_generated, write_generated
 from cli.options import JsonOption, ManifestPathOption, workspace_from
 
@@ -22,15 +21,8 @@ def generate_command(
     """Write flavors/<name>/service.cli/run and docker-compose.yml from each flavor's metadata.yml."""
     workspace = workspace_from(manifest_path)
     if check:
-        report_check(stale_generated(workspace), as_json, "generated files are up to date")
-    written = write_generated(workspace)
-    if as_json:
-        typer.echo(json.dumps({"written": [str(p) for p in written]}, indent=2))
-        return
-    for path in written:
-        typer.echo(f"wrote {path.relative_to(workspace.root)}")
-    if not written:
-        typer.echo("generated files are up to date")
+        report_check("generate", stale_generated(workspace), as_json, "generated files are up to date")
+    report_written(write_generated(workspace), workspace.root, as_json, "generated files are up to date")
 
 
 def register(app: typer.Typer) -> None:

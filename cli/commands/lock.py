@@ -59,12 +59,13 @@ def lock_command(
     from cli.lockengine.channels import parse_mirrors
     from cli.lockengine.locking import LockRequest, lock_workspace, write_result
 
+    mirrors = parse_mirrors(mirror)  # bad input is one line, before any display
     console = Console(stderr=True)
     with console.status("solving", spinner="dots") as status:
         request = LockRequest(
             environments=tuple(environment or ()),
             platforms=tuple(platform or ()),
-            mirrors=parse_mirrors(mirror),
+            mirrors=mirrors,
             update=update,
             cache_dir=cache_dir,
             on_solve=lambda env, plat: status.update(f"solving {env} [{plat}]"),
@@ -84,6 +85,7 @@ def lock_command(
 
 def _check(manifest_path: Path | None, environments: list[str] | None, as_json: bool) -> int:
     """Satisfiability only: 0 fresh, 1 stale, 2 cannot check (one line saying why)."""
+    from cli.check_report import CANNOT_CHECK, EXIT_CODES, FRESH, STALE, check_json
     from cli.lockengine.freshness import CannotCheck, lock_mismatches
     from cli.lockengine.manifest import PyprojectManifest
 
@@ -95,31 +97,20 @@ def _check(manifest_path: Path | None, environments: list[str] | None, as_json: 
     except (CannotCheck, PyprojectManifest) as error:
         reason = error.reason if isinstance(error, CannotCheck) else error.message
         if as_json:
-            typer.echo(json.dumps({"check": True, "verdict": "cannot check", "reason": reason}, indent=2))
+            typer.echo(check_json("lock", [], reason))
         else:
             typer.echo(f"cannot check: {reason}", err=True)
-        return 2
+        return EXIT_CODES[CANNOT_CHECK]
     lock_path = workspace.lock_path
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "lock": str(lock_path),
-                    "check": True,
-                    "changed": bool(problems),
-                    "verdict": "stale" if problems else "fresh",
-                    "problems": [str(p) for p in problems],
-                },
-                indent=2,
-            )
-        )
+        typer.echo(check_json("lock", [str(p) for p in problems]))
     elif problems:
         typer.echo(f"{lock_path}: out of date")
         for problem in problems:
             typer.echo(f"  {problem}")
     else:
         typer.echo(f"{lock_path}: up to date")
-    return 1 if problems else 0
+    return EXIT_CODES[STALE if problems else FRESH]
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from cli.errors import UserError
 from cli.local_run import LocalRun, run_locally
-from cli.lockengine.manifest import Workspace, find_manifest
+from cli.lockengine.manifest import PyprojectManifest, Workspace, find_manifest
 from cli.options import ManifestPathOption, workspace_from
 
 
@@ -86,18 +86,16 @@ def run_command(
 
 
 def _workspace(manifest_path: Path | None, python: Path | None) -> Workspace | None:
-    """The workspace; none at all is fine only for an explicit --python (the flavor's files are then not read)."""
+    """The workspace, or None when there is none here: `run_locally` says when that is fine, and how to fix it."""
     if manifest_path is None:
         try:
             find_manifest(None)
-        except UserError as error:
-            if python is not None:
-                return None
-            raise UserError(
-                error.message,
-                path=error.path,
-                fix="run from the workspace root, pass --manifest-path, or pass --python",
-            ) from None
+        except PyprojectManifest:
+            if python is None:
+                raise
+            return None  # an explicit --python needs no workspace
+        except UserError:
+            return None
     return workspace_from(manifest_path)
 
 

@@ -2,6 +2,12 @@
 
 Only the fields the oSPARC contract (design.md) uses are accepted, so a typo such as
 `displayorder` is an error naming the field rather than a silently missing label.
+
+The ports must also be the runner's (runner/contract.py): it exports INPUT_N for `input_N`,
+and leaves each `output_N/` as the file `output_N.zip`, nothing else. A port it does not serve
+(an `output_5`, an output read from `result.csv`) would pass `generate` and `build`, then
+fail every oSPARC job, so it is refused here, where generate, build, version and run read
+the file.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from cli.errors import UserError
+from runner.contract import INPUT_PORTS, OUTPUT_PORTS, output_archive
 
 COMPUTATIONAL_PREFIX = "simcore/services/comp/"
 SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
@@ -131,11 +138,50 @@ def parse_metadata(document: Any, path: Path) -> ServiceMetadata:
     if not isinstance(document, dict):
         raise UserError("expected a mapping of metadata fields", path=path, fix="see flavors/pytorch/metadata.yml")
     try:
-        return ServiceMetadata.model_validate(document)
+        metadata = ServiceMetadata.model_validate(document)
     except ValidationError as error:
         raise UserError(
             describe_errors(error), path=path, fix="correct metadata.yml (fields: see design.md)"
         ) from error
+    check_runner_ports(metadata, path)
+    return metadata
+
+
+def check_runner_ports(metadata: ServiceMetadata, path: Path) -> None:
+    """Refuse, in one line naming the port, an input the runner does not read or an output it does not write."""
+    for key in metadata.inputs:
+        if key not in INPUT_PORTS:
+            raise UserError(
+                f"input port '{key}' is not one the runner reads (it exports INPUT_N for {_span(INPUT_PORTS)})",
+                path=path,
+                fix=f"name the port one of {_span(INPUT_PORTS)}",
+            )
+    for key, port in metadata.outputs.items():
+        if key not in OUTPUT_PORTS:
+            raise UserError(
+                f"output port '{key}' is not one the runner writes (it zips {_span(OUTPUT_PORTS)})",
+                path=path,
+                fix=f"name the port one of {_span(OUTPUT_PORTS)}, with fileToKeyMap {{output_N.zip: output_N}}",
+            )
+        archive = output_archive(key)
+        made = f"fileToKeyMap {{{archive}: {key}}}"
+        if not port.type.startswith("data:"):
+            raise UserError(
+                f"output port '{key}' has type {port.type}, but the runner writes only the file {archive}",
+                path=path,
+                fix=f"give it type data:*/* and {made}",
+            )
+        if port.file_to_key_map != {archive: key}:
+            given = ", ".join(port.file_to_key_map or {}) or f"{key} (it has no fileToKeyMap)"
+            raise UserError(
+                f"output port '{key}' is read from {given}, but the runner writes {archive}",
+                path=path,
+                fix=f"set {made}",
+            )
+
+
+def _span(ports: tuple[str, ...]) -> str:
+    return f"{ports[0]}..{ports[-1]}"
 
 
 def load_metadata(path: Path) -> ServiceMetadata:

@@ -25,10 +25,6 @@ DEFAULT_BASE_IMAGE = "docker.io/library/ubuntu:24.04"
 ENV_PREFIX_ROOT = "/opt/conda/envs"
 
 
-def run_script_path(flavor: Flavor) -> Path:
-    return flavor.folder / RUN_SCRIPT
-
-
 def fragment_path(flavor: Flavor) -> Path | None:
     path = flavor.folder / FRAGMENT_NAME
     return path if path.is_file() else None

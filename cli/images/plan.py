@@ -68,6 +68,8 @@ class BuildStep:
     env: dict[str, str] = field(default_factory=dict)
     # The step whose image this one is built FROM (None: an image from a registry).
     parent: str | None = None
+    # The committed Dockerfile that `dockerfile`, a rendered copy, was made from (None: `dockerfile` is committed).
+    rendered_from: Path | None = None
 
     @property
     def image(self) -> str:
@@ -179,8 +181,9 @@ def plan_builds(
 
 
 def ignore_file(step: BuildStep, root: Path) -> Path:
-    """BuildKit reads `<Dockerfile>.dockerignore` next to the Dockerfile; podman is told with --ignorefile."""
-    return root / f"{step.dockerfile}.dockerignore"
+    """The committed `<Dockerfile>.dockerignore`: BuildKit reads it next to the Dockerfile (a rendered copy gets a
+    copy of it there); podman is told with --ignorefile."""
+    return root / f"{step.rendered_from or step.dockerfile}.dockerignore"
 
 
 def build_command(step: BuildStep, engine: Engine, root: Path, *, buildkit: bool = True) -> list[str]:

@@ -1,7 +1,9 @@
 """`flavors/<name>/service.cli/run`: what oSPARC starts in the container (the role `ooil` gives it).
 
-It exports one variable per input port (`input_1` -> `INPUT_1=$INPUT_FOLDER/input_1`) and
-`exec`s the runner, so the runner is the process that receives signals.
+It exports one variable per input port (`input_1` -> `INPUT_1`, by default
+`$INPUT_FOLDER/input_1`, as the public runner images do; an `INPUT_1` the caller set is kept,
+runner/README.md's "INPUT_N is the caller's INPUT_N") and `exec`s the runner, so the runner
+is the process that receives signals.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ def render_run_script(metadata: ServiceMetadata, source: str) -> str:
     lines = [
         "#!/bin/sh",
         *header(source),
-        f"# {metadata.image}: export each input's folder, then hand over to the runner.",
+        f"# {metadata.image}: export each input's folder (unless the caller set it), then hand over to the runner.",
         "set -o errexit",
         "set -o nounset",
         "",
@@ -30,10 +32,10 @@ def render_run_script(metadata: ServiceMetadata, source: str) -> str:
     ]
     for key in metadata.ordered_inputs():
         variable = key.upper()
-        lines += [f'{variable}="${{INPUT_FOLDER}}/{key}"', f"export {variable}"]
+        lines += [f': "${{{variable}:=${{INPUT_FOLDER}}/{key}}}"', f"export {variable}"]
     lines += [
         "",
-        "# The runner is standard-library Python kept outside the flavor environment.",
+        "# The runner lives outside the flavor environment; it runs on the flavor's Python and uses its `packaging`.",
         'PYTHONPATH="${RUNNER_HOME}${PYTHONPATH:+:${PYTHONPATH}}"',
         "export PYTHONPATH",
         'exec "${RUNNER_PYTHON:-python}" -m runner "$@"',

@@ -90,14 +90,15 @@ def open_cache(cache: PackageCache) -> list[CacheEntry]:
 
 def verify_cache(
     cache: PackageCache,
+    entries: list[CacheEntry],
     *,
     repair: bool = False,
     client: Client | None = None,
     on_hashed: Callable[[int], None] | None = None,
     on_planned: Callable[[int], None] | None = None,
 ) -> CacheVerification:
+    """`entries` (from `open_cache`) against their paths.json, every file hashed; damaged ones repaired if asked."""
     started = time.perf_counter()
-    entries = open_cache(cache)
     result = CacheVerification(cache, entries=len(entries))
     checks = check_entries(entries, trust_memo=False, on_hashed=on_hashed, on_planned=on_planned)
     for check in checks:

@@ -9,6 +9,7 @@ into one line that names the URL, the package and the likely way out.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rattler import Client, RepoDataRecord
@@ -18,9 +19,17 @@ from cli.errors import UserError
 from cli.lockengine.package_cache import ArchiveMismatch
 
 DEFAULT_RETRIES = 3
+NETWORK_CHECK = "check the network and proxy settings (HTTPS_PROXY)"
 NETWORK_FIX = (
-    "check the network and proxy settings (HTTPS_PROXY), fetch from a reachable copy of the channel with "
+    f"{NETWORK_CHECK}, fetch from a reachable copy of the channel with "
     "--mirror NAME=URL, or install offline from a --cache-dir that already holds the package"
+)
+# The locked PyPI packages: uv fetches each from the URL pixi.lock records (no --mirror for those).
+PYPI_NETWORK_FIX = f"{NETWORK_CHECK}; uv fetches each wheel from the URL pixi.lock records"
+PYPI_MISSING_FIX = "the index does not have this file any more: put it back, or lock again against an index that has it"
+PYPI_CHANGED_FIX = (
+    "the index or a proxy in between delivers other bytes than were locked: lock again if the index "
+    "really replaced the file"
 )
 MISSING_FIX = (
     "the server does not have this archive: point --mirror NAME=URL at a copy of the channel that does, "
@@ -141,3 +150,35 @@ def extraction_error(record: RepoDataRecord, url: str, error: BaseException) -> 
     package = f"{record.name.normalized} {record.version} {record.build}"
     chained = fetch_error(f"failed to fetch {record.file_name}\n{text}", [record], {record.file_name: url})
     return chained or UserError(f"cannot download {package} from {url}: {text}", fix=NETWORK_FIX)
+
+
+_URL = re.compile(r"(?:https?|file)://[^\s`'\")]+")
+
+
+def uv_fetch_error(text: str, packages: Mapping[str, str]) -> UserError | None:
+    """uv's error chain (`error: …` then `cause: …` lines) about fetching a locked wheel, as one line.
+
+    `packages` maps each locked URL to the package it is (`name version`). None when the error is
+    not about fetching one of them.
+    """
+    lines = [line.strip().removeprefix("error:").removeprefix("cause:").strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    urls = [url for line in lines for url in _URL.findall(line) if url in packages]
+    if not urls:
+        return None
+    url = urls[0]
+    package = packages[url]
+    chain = " ".join(lines)
+    if "Hash mismatch" in chain:
+        hashes = re.findall(r"sha256:([0-9a-f]{64})", chain)
+        sent = f": lock says {hashes[0]}, the index sent {hashes[1]}" if len(hashes) >= 2 else ""
+        return UserError(f"sha256 mismatch for {package} from {url}{sent}", fix=PYPI_CHANGED_FIX)
+    status = re.search(r"HTTP status (?:client|server) error \((\d{3})", chain)
+    if "Distribution not found at" in chain or (status and status.group(1) in ("404", "410")):
+        why = f"HTTP {status.group(1)}" if status else "no such file"
+        return UserError(f"cannot download {package}: {url} is not there ({why})", fix=PYPI_MISSING_FIX)
+    if status:
+        return UserError(
+            f"cannot download {package} from {url}: the server answered HTTP {status.group(1)}", fix=PYPI_NETWORK_FIX
+        )
+    return UserError(f"cannot download {package} from {url}: {lines[-1]}", fix=PYPI_NETWORK_FIX)

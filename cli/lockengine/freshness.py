@@ -55,7 +55,15 @@ from cli.lockengine.manifest import (
     canonical_channel_url,
 )
 from cli.lockengine.platforms import PlatformSpec
-from cli.lockengine.pypi_specs import DEFAULT_INDEX, DEFAULT_PRERELEASE_MODE, GIT, PATH, URL, PypiDependency
+from cli.lockengine.pypi_specs import (
+    DEFAULT_INDEX,
+    DEFAULT_PRERELEASE_MODE,
+    GIT,
+    PATH,
+    URL,
+    PypiDependency,
+    render_requirement,
+)
 from cli.lockengine.pypi_target import (
     conda_pypi_packages,
     file_name_of,
@@ -379,7 +387,7 @@ def lock_mismatches(
     if environments is None:
         for name in data.environments:
             if name not in declared:
-                problems.append(LockMismatch(name, None, "is in the lock file but no longer exists in pixi.toml"))
+                problems.append(LockMismatch(name, None, "is in the lock-file but no longer exists in the project"))
     verified: dict[tuple[str, str], _Verified] = {}
     for name in wanted:
         resolved = workspace.resolve(name)
@@ -431,7 +439,7 @@ def _check_environment(
         if name not in names and (data.platform(name) is None or data.platform(name).subdir not in subdirs)  # type: ignore[union-attr]
     )
     if extra:
-        raise _Unsat(f"platform(s) {', '.join(extra)} present in the lock file but not in the environment")
+        raise _Unsat(f"platform(s) '{', '.join(extra)}' present in the lock file but not in the environment")
     for name in locked.packages:
         lock_platform = data.platform(name)
         if lock_platform is None or name not in names:
@@ -444,12 +452,12 @@ def _check_environment(
         if declared.subdir != lock_platform.subdir:
             raise _Unsat(
                 f"the workspace platform '{name}' uses subdir '{declared.subdir}' "
-                f"but the lock file was solved with subdir '{lock_platform.subdir}'"
+                f"but the lock-file was solved with subdir '{lock_platform.subdir}'"
             )
         if sorted(declared.customised) != sorted(found_vps):
             raise _Unsat(
-                f"the workspace platform '{name}' declares virtual packages {declared.customised} "
-                f"but the lock file was solved with {sorted(found_vps)}"
+                f"the workspace platform '{name}' declares virtual packages [{', '.join(declared.customised)}] "
+                f"but the lock-file was solved with [{', '.join(sorted(found_vps))}]"
             )
     if env.pypi_dependencies:
         _check_pypi_indexes(env, locked, data)
@@ -686,7 +694,7 @@ def _check_platform(
             if version is not None and not check.contains(version, prereleases=True):
                 delayed = (
                     delayed
-                    or f"the requirement '{req}' could not be satisfied by the conda package "
+                    or f"the requirement '{render_requirement(str(req))}' could not be satisfied by the conda package "
                     f"{conda_name} {version} (required by '{source}')"
                 )
             verified.conda_used_by_pypi.add(conda_name)
@@ -694,7 +702,10 @@ def _check_platform(
             continue
         locked_pypi = pypi_records.get(name)
         if locked_pypi is None:
-            delayed = delayed or f"the requirement '{req}' could not be satisfied (required by '{source}')"
+            delayed = (
+                delayed
+                or f"the requirement '{render_requirement(str(req))}' could not be satisfied (required by '{source}')"
+            )
             continue
         if name in overrides:
             req = _requirement(f"{req.name}{overrides[name]}", req.name)

@@ -10,7 +10,11 @@ each archive's sha256 against the lock while it streams, its installer links. Ar
 2. archives on local disk (file:// channels and mirrors) are extracted here, sha256-checked,
    because py-rattler's installer extracts a local archive without checking it;
 3. entries py-rattler downloads are checked once they are in, and remembered;
-4. conda-meta names the lock's URL, not the mirror it was fetched from.
+4. conda-meta names the lock's URL, not the mirror it was fetched from;
+5. then the locked PyPI packages, with uv (pixi's order).
+
+A new prefix is built in a staging folder beside it and renamed into place only when all of it,
+PyPI packages included, is there: a failure leaves no prefix (`_publish`).
 
 Link mode (`LinkMode`): the default clones or copies, so that editing a file in one prefix can
 never change the cache the next prefix is made from.
@@ -25,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -77,10 +82,6 @@ def link_config(mode: LinkMode) -> str:
     hard = mode is LinkMode.hardlink
     ref = mode is LinkMode.reflink
     return f"allow-hard-links = {str(hard).lower()}\nallow-ref-links = {str(ref).lower()}\n"
-
-
-def default_cache_dir() -> Path:
-    return default_cache_root()
 
 
 @dataclass(frozen=True)
@@ -208,11 +209,15 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
         show_progress=request.show_progress,
         reinstall=request.reinstall,
     )
-    report = install_records(records, request.prefix, options)
-    restore_lock_urls(request.prefix, records)
-    from cli.lockengine.pypi import install_locked_pypi
+    from cli.lockengine.pypi import install_pypi_packages, locked_pypi
 
-    install_locked_pypi(workspace.root, workspace.lock_path, request.environment, platform, request.prefix)
+    pypi = locked_pypi(workspace.root, workspace.lock_path, request.environment, platform)
+
+    def complete(prefix: Path) -> None:
+        restore_lock_urls(prefix, records)
+        install_pypi_packages(prefix, pypi, workspace.root, options.retries)  # after conda, as pixi does
+
+    report = install_records(records, request.prefix, options, complete)
     return InstallResult(request.prefix, platform, records, report)
 
 
@@ -228,8 +233,17 @@ def _subdir_of(workspace: Workspace, environment: str, platform: str | None) -> 
 # --- the verified install ------------------------------------------------------------------------
 
 
-def install_records(records: list[RepoDataRecord], prefix: Path, options: InstallOptions) -> InstallReport:
-    """Link `records` into `prefix` from a package cache whose entries are checked (and repaired) first."""
+def install_records(
+    records: list[RepoDataRecord],
+    prefix: Path,
+    options: InstallOptions,
+    complete: Callable[[Path], None] | None = None,
+) -> InstallReport:
+    """Link `records` into `prefix` from a package cache whose entries are checked (and repaired) first.
+
+    `complete` finishes the environment (conda-meta's URLs, the PyPI packages) before a new prefix
+    is moved into place, so that a failure there leaves nothing either (see `_publish`).
+    """
     started = time.perf_counter()
     for record in records:
         if record.sha256 is None:
@@ -254,25 +268,25 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
         with InstallProgress(options.show_progress) as progress:
             checks: list[EntryCheck] = []
             if options.verify and present:
-                checks += _verify_present(present, entries, urls, client, report, progress)
+                checks += _verify(present, entries, urls, report, progress, repair_with=client)
             if local:
                 _extract_local(local, entries, urls, client, report, progress)
                 if options.verify:
-                    checks += _check_fresh(local, entries, urls, report, progress)
+                    checks += _verify(local, entries, urls, report, progress, repair_with=None)
             progress.start_transaction(sum(r.size or 0 for r in remote), len(records))
             _link(records, staging or prefix, prefix, options, urls, client, progress)
             report.downloaded = list(progress.downloaded)
             report.downloaded_bytes = progress.downloaded_bytes
             if options.verify and remote:
-                checks += _check_fresh(remote, entries, urls, report, progress)
+                checks += _verify(remote, entries, urls, report, progress, repair_with=None)
         if options.link is LinkMode.hardlink:
             for check in checks:
                 refresh_after_linking(check)
                 remember(check)
         if staging is not None:
-            if prefix.is_dir():
-                prefix.rmdir()  # an empty folder stood there
-            os.replace(staging, prefix)
+            _publish(staging, prefix, complete)
+        elif complete is not None:
+            complete(prefix)
     finally:
         cache.save_memos()
         if staging is not None and staging.exists():
@@ -281,20 +295,60 @@ def install_records(records: list[RepoDataRecord], prefix: Path, options: Instal
     return report
 
 
+STAGING_INFIX = ".installing-"
+
+
 def _staging_for(prefix: Path) -> Path | None:
     """A new prefix is installed next to where it goes and renamed into place: a failure leaves nothing.
 
     An existing environment is updated in place by py-rattler's transaction.
     """
     try:
-        if prefix.is_dir() and any(prefix.iterdir()):
-            return None
+        _remove_interrupted(prefix)
+        if prefix.is_symlink() or (prefix.is_dir() and any(prefix.iterdir())):
+            return None  # an environment, or the user's own link to where it goes: installed in place
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{prefix.name}.installing-", dir=prefix.parent))
+        return Path(tempfile.mkdtemp(prefix=f".{prefix.name}{STAGING_INFIX}", dir=prefix.parent))
     except OSError as error:
         raise UserError(
             f"cannot install into the prefix: {error.strerror or error}", path=prefix, fix="check the folder"
         ) from error
+
+
+def _publish(staging: Path, prefix: Path, complete: Callable[[Path], None] | None) -> None:
+    """Move a finished staging folder to the prefix; `complete` runs first, on the prefix's own path.
+
+    What `complete` installs must name the prefix, not the staging folder: uv writes the
+    interpreter's path into every script it makes (`#!<prefix>/bin/python`), as py-rattler's
+    `alternative_target_prefix` does for the conda files. So while `complete` runs, the prefix is
+    a symbolic link to the staging folder; then the link goes and the folder is renamed in its place.
+    """
+    emptied = prefix.is_dir() and not prefix.is_symlink()
+    if emptied:
+        prefix.rmdir()  # an empty folder stood there
+    if complete is not None:
+        prefix.symlink_to(staging, target_is_directory=True)
+        try:
+            complete(prefix)
+        except BaseException:
+            prefix.unlink()
+            if emptied:
+                prefix.mkdir()
+            raise
+        prefix.unlink()
+    os.replace(staging, prefix)
+
+
+def _remove_interrupted(prefix: Path) -> None:
+    """A symbolic link to a staging folder is what an install that was killed in `_publish` leaves: both go."""
+    if not prefix.is_symlink():
+        return
+    target = Path(os.readlink(prefix))
+    target = target if target.is_absolute() else prefix.parent / target
+    if target.parent == prefix.parent and target.name.startswith(f".{prefix.name}{STAGING_INFIX}"):
+        log.warning("removing %s, left by an install that was interrupted", target)
+        prefix.unlink()
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def _entry_of(cache: PackageCache, record: RepoDataRecord) -> CacheEntry:
@@ -314,21 +368,51 @@ def _sha(record: RepoDataRecord) -> str:
     return record.sha256.hex()
 
 
-def _verify_present(
+def _verify(
     records: list[RepoDataRecord],
     entries: dict[str, CacheEntry],
     urls: dict[str, str],
-    client: rattler.Client,
     report: InstallReport,
     progress: InstallProgress,
+    *,
+    repair_with: rattler.Client | None,
 ) -> list[EntryCheck]:
-    progress.start_verify("checking cache", None)
+    """Check the records' cache entries against their paths.json and remember the ones that pass.
+
+    Entries the cache already held (`repair_with` a client) trust their memo, and a damaged one is
+    re-extracted once from its archive; entries just extracted from sha256-checked archives are
+    hashed in full, and damage there is an error at once (extracting again would give the same).
+    """
+    by_entry = {entries[r.file_name].name: r for r in records}
+    progress.start_verify("checking cache" if repair_with else "checking", None)
     checks = check_entries(
-        [entries[r.file_name] for r in records], on_hashed=progress.hashed, on_planned=progress.planned
+        [entries[r.file_name] for r in records],
+        trust_memo=repair_with is not None,
+        on_hashed=progress.hashed,
+        on_planned=progress.planned,
     )
     progress.finish_verify()
-    by_entry = {entries[r.file_name].name: r for r in records}
     damaged = [c for c in checks if not c.ok]
+    if damaged and repair_with is not None:
+        checks = [c for c in checks if c.ok] + _repair(damaged, by_entry, urls, repair_with, report)
+    for check in checks:
+        _refuse_damage(check, by_entry[check.entry.name], urls)
+    _account(checks, report)
+    for check in checks:
+        record = by_entry[check.entry.name]
+        if check.changed:
+            remember(check, _sha(record), urls[record.file_name])
+    return checks
+
+
+def _repair(
+    damaged: list[EntryCheck],
+    by_entry: dict[str, RepoDataRecord],
+    urls: dict[str, str],
+    client: rattler.Client,
+    report: InstallReport,
+) -> list[EntryCheck]:
+    """Re-extract damaged entries from their archives (sha256-checked), one log line each; checked again in full."""
     for check in damaged:
         record = by_entry[check.entry.name]
         first = check.damage[0]
@@ -340,20 +424,10 @@ def _verify_present(
             more,
             urls[record.file_name],
         )
-    if damaged:
-        repairs = [(c.entry, urls[by_entry[c.entry.name].file_name], _sha(by_entry[c.entry.name])) for c in damaged]
-        _raise_failed(extract_verified(repairs, client), by_entry, urls)
-        report.repaired = [by_entry[c.entry.name].file_name for c in damaged]
-        rechecked = check_entries([c.entry for c in damaged], trust_memo=False)
-        for check in rechecked:
-            _refuse_damage(check, by_entry[check.entry.name], urls)
-        checks = [c for c in checks if c.ok] + rechecked
-    _account(checks, report)
-    for check in checks:
-        record = by_entry[check.entry.name]
-        if check.changed:
-            remember(check, _sha(record), urls[record.file_name])
-    return checks
+    repairs = [(c.entry, urls[by_entry[c.entry.name].file_name], _sha(by_entry[c.entry.name])) for c in damaged]
+    _raise_failed(extract_verified(repairs, client), by_entry, urls)
+    report.repaired = [by_entry[c.entry.name].file_name for c in damaged]
+    return check_entries([c.entry for c in damaged], trust_memo=False)
 
 
 def _extract_local(
@@ -371,32 +445,6 @@ def _extract_local(
     _raise_failed(done, by_entry, urls)
     progress.finish_verify()
     report.extracted = [r.file_name for r in records]
-
-
-def _check_fresh(
-    records: list[RepoDataRecord],
-    entries: dict[str, CacheEntry],
-    urls: dict[str, str],
-    report: InstallReport,
-    progress: InstallProgress,
-) -> list[EntryCheck]:
-    """Entries just extracted from sha256-checked archives: checked once in full, then remembered."""
-    by_entry = {entries[r.file_name].name: r for r in records}
-    progress.start_verify("checking", None)
-    checks = check_entries(
-        [entries[r.file_name] for r in records],
-        trust_memo=False,
-        on_hashed=progress.hashed,
-        on_planned=progress.planned,
-    )
-    progress.finish_verify()
-    for check in checks:
-        _refuse_damage(check, by_entry[check.entry.name], urls)
-    _account(checks, report)
-    for check in checks:
-        record = by_entry[check.entry.name]
-        remember(check, _sha(record), urls[record.file_name])
-    return checks
 
 
 def _account(checks: list[EntryCheck], report: InstallReport) -> None:

@@ -10,12 +10,10 @@ import threading
 from types import TracebackType
 
 from rattler.install import InstallerReporter
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
-    Progress,
     ProgressColumn,
     Task,
     TaskID,
@@ -24,6 +22,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.text import Text
+
+from cli.progress import stderr_progress
 
 
 class AmountColumn(ProgressColumn):
@@ -43,14 +43,8 @@ class AmountColumn(ProgressColumn):
 
 class InstallProgress(InstallerReporter):
     def __init__(self, show: bool) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            AmountColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=not show,
-            transient=True,
+        self.progress = stderr_progress(
+            TextColumn("{task.description:<12}"), BarColumn(), AmountColumn(), TimeElapsedColumn(), show=show
         )
         self._lock = threading.Lock()
         self._names: dict[int, str] = {}

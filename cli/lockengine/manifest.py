@@ -651,7 +651,12 @@ def _merge_channels(features: list[Feature], workspace_channels: tuple[ChannelSp
 def _environment_platforms(
     features: list[Feature], platforms: tuple[PlatformSpec, ...], manifest: Path, environment: str
 ) -> tuple[PlatformSpec, ...]:
-    """The workspace platforms every feature allows (by name or subdir), with feature-level system requirements."""
+    """The workspace platforms every feature allows (by name or subdir), with feature-level system requirements.
+
+    A subdir only widens where no feature names a platform of that subdir exactly (pixi's rule since
+    prefix-dev/pixi#6493): with platforms `linux-64` and `linux-64-cuda-12`, a feature for
+    `linux-64` gets the bare one only, not the CUDA one beside it.
+    """
     allowed = list(platforms)
     requirements: list[VirtualPackage] = []
     for feature in features:
@@ -659,6 +664,9 @@ def _environment_platforms(
             requirements += [r for r in feature.system_requirements if r.name not in {q.name for q in requirements}]
         if feature.platforms is not None:
             allowed = [p for p in allowed if any(p.matches_reference(ref) for ref in feature.platforms)]
+    exact = {ref for feature in features for ref in feature.platforms or ()}
+    exact_subdirs = {p.subdir for p in platforms if p.name in exact}
+    allowed = [p for p in allowed if p.name in exact or p.subdir not in exact_subdirs]
     if not allowed:
         raise UserError(
             f"environment '{environment}' has no platform left after its features' platform lists",

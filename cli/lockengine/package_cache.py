@@ -6,12 +6,14 @@ Layout under the cache root (RATTLER_CACHE_DIR, as py-rattler and pixi use it):
     pkgs/<name>-<version>-<build>.lock      py-rattler's entry metadata: revision and the archive's sha256
     verified.json                           what we last verified (ours), entry by entry: the archive's sha256
                                             and origin, the sha256 of info/paths.json, and for every file the
-                                            stat facts that change when the file changes (see `Facts`)
+                                            stat facts that change when the file changes (see `Facts`),
+                                            and every symbolic link's target
 
 py-rattler checks an archive's sha256 while it downloads it, and then trusts the extracted folder
 for ever. A prefix hard-linked from the cache shares its inodes, so an edit in the prefix edits the
 cache. Hence: before anything is linked, every file of an entry is checked against the entry's
-paths.json (size and sha256), unless the stat facts recorded when it was last verified still hold;
+paths.json (size and sha256), unless the stat facts recorded when it was last verified still hold,
+and every symbolic link against where it led then and what paths.json says of it (`_check_link`);
 a damaged entry is re-extracted from its archive, whose sha256 must match the lock.
 """
 
@@ -28,7 +30,6 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from urllib.parse import unquote, urlparse
 from rattler import Client
 from rattler.package_streaming import download_and_extract
 
+from cli.file_hashing import hash_all, sha256_of
 from cli.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -45,13 +47,13 @@ PKGS = "pkgs"
 VERIFIED = "verified.json"
 PATHS_JSON = "info/paths.json"
 INDEX_JSON = "info/index.json"
-MEMO_VERSION = 2
+MEMO_VERSION = 3  # 3: symbolic links' targets
+# sha256 of no bytes: what paths.json records for a link whose target is no file (a folder, or nothing).
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+MAX_LINK_HOPS = 40  # as the kernel's own limit on following links
 # py-rattler's entry metadata file: a big-endian u64 revision, then the archive's 32-byte sha256.
 REVISION_BYTES = 8
 SHA256_BYTES = 32
-# Files per pool task when hashing: one task per file would cost more in scheduling than in hashing.
-BATCH_FILES = 64
-BATCH_BYTES = 32 << 20
 
 # The stat facts of a file: (inode, size, mtime_ns, ctime_ns, mode, link count). Writing to a file
 # moves its mtime and ctime, replacing it changes the inode; ctime cannot be set back by a user
@@ -77,11 +79,6 @@ def default_cache_root() -> Path:
 
 def facts_of(info: os.stat_result) -> Facts:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_nlink)
-
-
-def sha256_of(path: Path | str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def local_path(url: str) -> Path | None:
@@ -113,6 +110,7 @@ class Memo:
     origin: str | None  # the URL it was fetched or extracted from
     paths_json: tuple[str, Facts] | None
     files: dict[str, Facts] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # symbolic link → its target, as verified
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +118,7 @@ class Memo:
             "origin": self.origin,
             "paths_json": [self.paths_json[0], list(self.paths_json[1])] if self.paths_json else None,
             "files": {path: list(facts) for path, facts in sorted(self.files.items())},
+            "links": dict(sorted(self.links.items())),
         }
 
     @classmethod
@@ -131,6 +130,7 @@ class Memo:
                 origin=data.get("origin"),
                 paths_json=(str(paths_json[0]), _facts(paths_json[1])) if paths_json else None,
                 files={str(path): _facts(facts) for path, facts in data["files"].items()},
+                links={str(path): str(target) for path, target in data.get("links", {}).items()},
             )
         except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None  # an unreadable memo only costs a re-hash
@@ -265,6 +265,7 @@ class EntryCheck:
     memo: Memo | None
     damage: list[Damage] = field(default_factory=list)
     files: dict[str, Facts] = field(default_factory=dict)  # verified now, or still as verified before
+    links: dict[str, str] = field(default_factory=dict)  # symbolic links found right, with their targets
     paths_json: tuple[str, Facts] | None = None
     hashed_files: int = 0
     hashed_bytes: int = 0
@@ -280,7 +281,8 @@ class EntryCheck:
     @property
     def changed(self) -> bool:
         """Whether the memo must be written again (a file was hashed, or facts moved)."""
-        return self.memo is None or self.memo.files != self.files or self.memo.paths_json != self.paths_json
+        memo = self.memo
+        return memo is None or (memo.files, memo.links, memo.paths_json) != (self.files, self.links, self.paths_json)
 
     def new_memo(self, sha256: str | None, origin: str | None) -> Memo:
         previous = self.memo
@@ -289,6 +291,7 @@ class EntryCheck:
             origin=origin or (previous.origin if previous else None),
             paths_json=self.paths_json,
             files=dict(self.files),
+            links=dict(self.links),
         )
 
 
@@ -341,7 +344,9 @@ def _read_paths(check: EntryCheck, trust_memo: bool) -> list[dict[str, Any]] | N
         return None
 
 
-def _plan_file(check: EntryCheck, item: dict[str, Any], trust_memo: bool, jobs: list[_HashJob]) -> None:
+def _plan_file(
+    check: EntryCheck, item: dict[str, Any], index: dict[str, dict[str, Any]], trust_memo: bool, jobs: list[_HashJob]
+) -> None:
     relative = str(item["_path"])
     kind = item.get("path_type", "hardlink")
     absolute = os.path.join(check.folder, relative)
@@ -353,6 +358,8 @@ def _plan_file(check: EntryCheck, item: dict[str, Any], trust_memo: bool, jobs: 
     if kind == "softlink":
         if not stat.S_ISLNK(info.st_mode):
             check.damage.append(Damage(relative, "should be a symbolic link"))
+            return
+        _check_link(check, relative, item, index)
         return
     if kind == "directory":
         if not stat.S_ISDIR(info.st_mode):
@@ -378,36 +385,91 @@ def _plan_file(check: EntryCheck, item: dict[str, Any], trust_memo: bool, jobs: 
     jobs.append(_HashJob(check, relative, absolute, str(sha256), facts))
 
 
-def _hash_batch(batch: list[_HashJob]) -> list[tuple[_HashJob, str | None, Facts | None]]:
-    results: list[tuple[_HashJob, str | None, Facts | None]] = []
-    for job in batch:
+def _check_link(check: EntryCheck, relative: str, item: dict[str, Any], index: dict[str, dict[str, Any]]) -> None:
+    """A symbolic link against what paths.json records for it and what the memo saw.
+
+    paths.json does not record a link's target, only the sha256 of the content it leads to (conda-build
+    and rattler-build alike; no bytes for a folder or nothing) and a size (rattler-build: the
+    target's length; conda-build: the content's). So: a link that leads to a file of its own entry
+    must lead to that content (whose file is checked on its own), one that leads to a folder must
+    record no content. A link that leaves the entry (to another package's file, say) can only be
+    held to the target it had when it was verified: the memo keeps each link's target.
+    """
+    try:
+        target = os.readlink(os.path.join(check.folder, relative))
+    except OSError as error:
+        check.damage.append(Damage(relative, f"cannot be read: {error.strerror}"))
+        return
+    memo = check.memo
+    verified = memo.links.get(relative) if memo is not None else None
+    if verified is not None and verified != target:
+        check.damage.append(Damage(relative, f"symbolic link to {target!r}, it was {verified!r} when verified"))
+        return
+    problem = _link_content_problem(check, relative, target, item, index)
+    if problem is not None:
+        check.damage.append(Damage(relative, f"symbolic link to {target!r}, {problem}"))
+        return
+    check.links[relative] = target
+
+
+def _link_content_problem(
+    check: EntryCheck, relative: str, target: str, item: dict[str, Any], index: dict[str, dict[str, Any]]
+) -> str | None:
+    """What is wrong with where a link leads, judged inside its entry (None: right, or not judged here)."""
+    recorded = item.get("sha256")
+    reached = _follow_link(check.folder, relative, target, index)
+    if reached is None:
+        return None  # it leaves the entry: only the memo can say
+    path, reached_item = reached
+    if reached_item is not None and reached_item.get("path_type", "hardlink") == "hardlink":
+        content = reached_item.get("sha256")
+        if recorded is not None and content is not None and recorded != content:
+            return f"which leads to {path}, not to the content paths.json records for the link"
+        return _link_size_problem(target, item, reached_item.get("size_in_bytes"))
+    if os.path.isdir(os.path.join(check.folder, path)):
+        if recorded not in (None, EMPTY_SHA256):
+            return f"which leads to the folder {path}, where paths.json records a file's content"
+        return _link_size_problem(target, item, 0)
+    return None  # nothing there: a file of another package (conda-build recorded its content at build time)
+
+
+def _link_size_problem(target: str, item: dict[str, Any], content_size: int | None) -> str | None:
+    """rattler-build records a link's own length as its size, conda-build the size of what it leads to."""
+    size = item.get("size_in_bytes")
+    length = len(os.fsencode(target))
+    if size is None or size in (length, content_size):
+        return None
+    return f"{length} bytes long, paths.json says {size}"
+
+
+def _follow_link(
+    folder: str, relative: str, target: str, index: dict[str, dict[str, Any]]
+) -> tuple[str, dict[str, Any] | None] | None:
+    """Where a link leads inside its entry, through further links: (path, its paths.json item or None);
+    None when it leaves the entry (absolute, or above its top) or loops."""
+    for _ in range(MAX_LINK_HOPS):
+        if os.path.isabs(target):
+            return None
+        path = os.path.normpath(os.path.join(os.path.dirname(relative), target))
+        if path == ".." or path.startswith("../"):
+            return None
+        item = index.get(path)
+        if item is None or item.get("path_type") != "softlink":
+            return path, item
         try:
-            digest = sha256_of(job.absolute)
-            after = facts_of(os.lstat(job.absolute))
+            relative, target = path, os.readlink(os.path.join(folder, path))
         except OSError:
-            results.append((job, None, None))
-            continue
-        results.append((job, digest, after))
-    return results
+            return path, None
+    return None
 
 
-def _batches(jobs: list[_HashJob]) -> list[list[_HashJob]]:
-    batches: list[list[_HashJob]] = []
-    current: list[_HashJob] = []
-    size = 0
-    for job in sorted(jobs, key=lambda j: j.facts[1], reverse=True):  # large files first: no big one finishes last
-        current.append(job)
-        size += job.facts[1]
-        if size >= BATCH_BYTES or len(current) >= BATCH_FILES:
-            batches.append(current)
-            current, size = [], 0
-    if current:
-        batches.append(current)
-    return batches
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+def _hash_job(job: _HashJob) -> tuple[_HashJob, str | None, Facts | None]:
+    try:
+        digest = sha256_of(job.absolute, job.facts[1])
+        after = facts_of(os.lstat(job.absolute))
+    except OSError:
+        return job, None, None
+    return job, digest, after
 
 
 def check_entries(
@@ -427,18 +489,16 @@ def check_entries(
     for entry in entries:
         check = EntryCheck(entry, _current_memo(entry))
         checks.append(check)
-        paths = _read_paths(check, trust_memo)
-        for item in paths or []:
-            _plan_file(check, item, trust_memo, jobs)
+        paths = _read_paths(check, trust_memo) or []
+        index = {str(item["_path"]): item for item in paths}
+        for item in paths:
+            _plan_file(check, item, index, trust_memo, jobs)
     if on_planned is not None:
         on_planned(sum(job.facts[1] for job in jobs))
-    if jobs:
-        with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-            for results in pool.map(_hash_batch, _batches(jobs)):
-                for job, digest, after in results:
-                    _record_hash(job, digest, after)
-                    if on_hashed is not None:
-                        on_hashed(job.facts[1])
+    for job, digest, after in hash_all(jobs, _hash_job, lambda job: job.facts[1], workers):
+        _record_hash(job, digest, after)
+        if on_hashed is not None:
+            on_hashed(job.facts[1])
     for check in checks:
         check.damage.sort(key=lambda d: d.path)
     return checks

@@ -231,9 +231,3 @@ def lock_names(platforms: list[PlatformSpec]) -> dict[str, str]:
             ordinal += 1
             names[platform.name] = f"p{ordinal}"
     return names
-
-
-def match_by_identity(platform: PlatformSpec, candidates: list[PlatformSpec]) -> PlatformSpec | None:
-    """The one candidate (a lock platform) with the same identity as `platform`; None if none or several."""
-    matching = [c for c in candidates if c.identity == platform.identity]
-    return matching[0] if len(matching) == 1 else None

@@ -30,14 +30,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from cli.errors import UserError
 from cli.lockengine.lockfile import DEFAULT_PYPI_INDEX
 from cli.lockengine.platforms import PlatformSpec
-from cli.lockengine.pypi_specs import DEFAULT_PRERELEASE_MODE, PATH, REGISTRY, URL, PypiDependency, PypiOptions
+from cli.lockengine.pypi_specs import (
+    DEFAULT_PRERELEASE_MODE,
+    PATH,
+    REGISTRY,
+    URL,
+    PypiDependency,
+    PypiOptions,
+    render_requirement,
+    render_specifier,
+)
 from cli.lockengine.pypi_target import marker_environment, platform_tags, wheel_tags
 
 log = logging.getLogger(__name__)
@@ -162,41 +171,6 @@ def _own_requirements(package: LocalPackage, markers: dict[str, str]) -> list[st
         elif any(requirement.marker.evaluate({**markers, "extra": extra}) for extra in extras):
             wanted.append(text.split(";", 1)[0].strip())
     return wanted
-
-
-def render_requirement(text: str) -> str:
-    """A requirement the way pixi writes `requires_dist` (pep508_rs): `name[extras]specifiers ; marker`."""
-    try:
-        requirement = Requirement(text)
-    except InvalidRequirement:
-        return text
-    head = text.split(";", 1)[0]
-    name_part = re.match(r"\s*[A-Za-z0-9._-]+(\s*\[[^\]]*\])?", head)
-    rest = head[name_part.end() :] if name_part else ""
-    out: str = canonicalize_name(requirement.name)
-    if requirement.extras:
-        out += f"[{','.join(canonicalize_name(e) for e in requirement.extras)}]"
-    if requirement.url:
-        out += f" @ {requirement.url}"
-    else:
-        specifiers = [s.strip() for s in rest.strip().strip("()").split(",") if s.strip()]
-        out += ",".join(_render_specifier(s) for s in specifiers)
-    if requirement.marker is not None:
-        out += f" ; {str(requirement.marker).replace(chr(34), chr(39))}"
-    return out
-
-
-def _render_specifier(text: str) -> str:
-    match = re.match(r"^(===|~=|==|!=|<=|>=|<|>)\s*(.+)$", text)
-    if not match:
-        return text.replace(" ", "")
-    operator, version = match.groups()
-    if version.endswith(".*"):
-        return f"{operator}{version}"
-    try:
-        return f"{operator}{Version(version)}"
-    except InvalidVersion:
-        return f"{operator}{version}"
 
 
 def _uv_environment(cache_dir: Path | None, platform: PlatformSpec) -> dict[str, str]:
@@ -382,7 +356,7 @@ def _registry_entry(
     requires_python = metadata.get("Requires-Python")
     if requires_python:
         entry["requires_python"] = ",".join(
-            _render_specifier(s.strip()) for s in requires_python.split(",") if s.strip()
+            render_specifier(s.strip()) for s in requires_python.split(",") if s.strip()
         )
     return entry
 
@@ -485,18 +459,25 @@ def locked_pypi_entries(workspace_root: Path, data: Any, environment: str, platf
     return [e for e in data.environment_packages(environment, names[0]) or [] if "pypi" in e]
 
 
-def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Path) -> int:
-    """Install the locked PyPI packages into a conda prefix with uv: exactly these, hash-checked, no resolution."""
+def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Path, retries: int = 3) -> int:
+    """Install the locked PyPI packages into a conda prefix with uv: exactly these, hash-checked, no resolution.
+
+    uv writes the interpreter's path into the scripts it makes (`#!<prefix>/bin/python`): `prefix` must
+    be the path the environment will have (see `install.install_records`, which stages it).
+    """
     if not entries:
         return 0
     python = prefix / ("python.exe" if sys.platform == "win32" else "bin/python")
     lines = []
+    packages: dict[str, str] = {}
     for entry in entries:
         location = str(entry["pypi"])
         if "://" not in location:
             path = (root / location).resolve()
             lines.append(f"-e {path}" if path.is_dir() else str(path))
-        elif entry.get("sha256"):
+            continue
+        packages[location] = f"{entry['name']} {entry.get('version', '')}".strip()
+        if entry.get("sha256"):
             lines.append(f"{entry['name']} @ {location} --hash=sha256:{entry['sha256']}")
         else:
             lines.append(f"{entry['name']} @ {location}")
@@ -518,27 +499,29 @@ def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Pat
             "-r",
             str(requirements),
         ]
-        completed = subprocess.run(
-            command,
-            env=_uv_environment(None, PlatformSpec("linux-64", "linux-64")),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        env = _uv_environment(None, PlatformSpec("linux-64", "linux-64"))
+        env["UV_HTTP_RETRIES"] = str(retries)  # as many as py-rattler's client makes for the conda packages
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
-        details = " ".join((completed.stderr or completed.stdout).strip().splitlines()[:4])
+        details = (completed.stderr or completed.stdout).strip()
+        from cli.lockengine.downloads import uv_fetch_error  # py-rattler's client: only on this error path
+
+        explained = uv_fetch_error(details, packages)
+        if explained is not None:
+            raise explained
         raise UserError(
-            f"uv cannot install the locked PyPI packages: {details}", path=prefix, fix="check the prefix and the lock"
+            f"uv cannot install the locked PyPI packages: {' '.join(details.splitlines()[:4])}",
+            path=prefix,
+            fix="check the prefix and the lock",
         )
     return len(entries)
 
 
-def install_locked_pypi(workspace_root: Path, lock_path: Path, environment: str, platform: str, prefix: Path) -> int:
-    """After the conda packages: the environment's locked PyPI packages, if it has any (pixi's install order)."""
+def locked_pypi(workspace_root: Path, lock_path: Path, environment: str, platform: str) -> list[dict[str, Any]]:
+    """The environment's locked PyPI packages on one platform (installed after the conda ones, as pixi does)."""
     from cli.lockengine.lockfile import read_lock_data
 
-    entries = locked_pypi_entries(workspace_root, read_lock_data(lock_path), environment, platform)
-    return install_pypi_packages(prefix, entries, workspace_root)
+    return locked_pypi_entries(workspace_root, read_lock_data(lock_path), environment, platform)
 
 
-__all__ = ["URL", "PypiSolveRequest", "install_locked_pypi", "install_pypi_packages", "resolve_pypi"]
+__all__ = ["URL", "PypiSolveRequest", "install_pypi_packages", "locked_pypi", "resolve_pypi"]

@@ -7,11 +7,14 @@ repository. `requirement()` gives the PEP 508 form the resolver and the freshnes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 PRERELEASE_MODES = ("disallow", "allow", "if-necessary", "explicit", "if-necessary-or-explicit")
@@ -212,3 +215,41 @@ def _override(value: Any) -> str:
     if isinstance(value, dict):
         value = value.get("version", "*")
     return _specifier(str(value))
+
+
+def render_requirement(text: str) -> str:
+    """A requirement the way pixi writes `requires_dist` (pep508_rs): `name[extras]specifiers ; marker`."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return text
+    head = text.split(";", 1)[0]
+    name_part = re.match(r"\s*[A-Za-z0-9._-]+(\s*\[[^\]]*\])?", head)
+    rest = head[name_part.end() :] if name_part else ""
+    out: str = canonicalize_name(requirement.name)
+    if requirement.extras and name_part and name_part.group(1):
+        # as written (pep508_rs keeps their order; packaging's are a set, in another order each run)
+        written = [canonicalize_name(e.strip()) for e in name_part.group(1).strip().strip("[]").split(",") if e.strip()]
+        out += f"[{','.join(dict.fromkeys(written))}]"
+    if requirement.url:
+        out += f" @ {requirement.url}"
+    else:
+        specifiers = [s.strip() for s in rest.strip().strip("()").split(",") if s.strip()]
+        out += ",".join(render_specifier(s) for s in specifiers)
+    if requirement.marker is not None:
+        out += f" ; {str(requirement.marker).replace(chr(34), chr(39))}"
+    return out
+
+
+def render_specifier(text: str) -> str:
+    """One version specifier as pep508_rs writes it: no spaces, the version normalised (`>= 1.0` → `>=1.0`)."""
+    match = re.match(r"^(===|~=|==|!=|<=|>=|<|>)\s*(.+)$", text)
+    if not match:
+        return text.replace(" ", "")
+    operator, version = match.groups()
+    if version.endswith(".*"):
+        return f"{operator}{version}"
+    try:
+        return f"{operator}{Version(version)}"
+    except InvalidVersion:
+        return f"{operator}{version}"

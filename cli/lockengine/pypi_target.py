@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 from packaging import tags
@@ -168,13 +167,3 @@ def conda_pypi_packages(
     if is_conda_forge_channel(channel) and pypi_version is not None:
         return [CondaPypiPackage(canonicalize_name(name), pypi_version, name)]
     return []
-
-
-def channel_of_entry(entry: dict[str, Any]) -> str | None:
-    """A conda entry's channel: as recorded, else the URL without its subdir and file name."""
-    if entry.get("channel"):
-        return str(entry["channel"])
-    url = str(entry.get("conda", ""))
-    if "://" not in url:
-        return None
-    return url.rsplit("/", 2)[0]

@@ -46,6 +46,22 @@ ENTRYPOINT_TOOLS = ("setpriv", "usermod", "groupmod", "groupadd", "getent")
 SHELL = "bin/sh"
 # Where distributions keep the CA bundle (Debian/Ubuntu/Alpine, then Fedora/RHEL); common/Dockerfile installs the first.
 CA_BUNDLES = ("etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.crt")
+CA_CERTIFICATES = f"CA certificates (/{CA_BUNDLES[0]})"
+# The Debian package of each part a base must have (what a base that lacks some is told to add).
+DEBIAN_PACKAGE_OF = {
+    f"/{SHELL}": "dash",
+    "setpriv": "util-linux",
+    "usermod": "passwd",
+    "groupmod": "passwd",
+    "groupadd": "passwd",
+    "getent": "libc-bin",
+    CA_CERTIFICATES: "ca-certificates",
+}
+# A Debian base with all of them (minbase brings dash and libc-bin); the README and the real-engine tests use it too.
+DEBIAN_BASE_PACKAGES = ("passwd", "util-linux", "ca-certificates")
+DEBIAN_BASE_RECIPE = (
+    f"mmdebstrap --variant=minbase --include={','.join(DEBIAN_BASE_PACKAGES)} --mode=root bookworm base.tar"
+)
 MAX_LINK_DEPTH = 40
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -120,7 +136,7 @@ class BaseFacts:
         missing = [] if self.has_file(SHELL) else [f"/{SHELL}"]
         missing += [tool for tool in ENTRYPOINT_TOOLS if not any(self.has_file(f"{d}/{tool}") for d in folders)]
         if not any(self.has_file(bundle) for bundle in CA_BUNDLES):
-            missing.append(f"CA certificates (/{CA_BUNDLES[0]})")
+            missing.append(CA_CERTIFICATES)
         return missing
 
 
@@ -135,13 +151,6 @@ class BaseImage:
     config: dict[str, Any] = field(default_factory=dict)
     directories: dict[str, Entry] = field(default_factory=dict)
     description: str = ""
-
-    def env_value(self, key: str) -> str | None:
-        for item in self.env:
-            name, _, value = item.partition("=")
-            if name == key:
-                return value
-        return None
 
 
 def import_base(path: Path, store: BlobStore) -> BaseImage:
@@ -165,11 +174,11 @@ def check_base(facts: BaseFacts, env: list[str], source: Path) -> None:
     search_path = next((item.partition("=")[2] for item in env if item.startswith("PATH=")), DEFAULT_PATH)
     missing = facts.missing_for_image(search_path)
     if missing:
+        packages = ", ".join(dict.fromkeys(DEBIAN_PACKAGE_OF[item] for item in missing))
         raise UserError(
             f"the base lacks {', '.join(missing)}, which the image's entrypoint and the user's downloads need",
             path=source,
-            fix="use a base with dash or bash, util-linux, passwd, libc-bin and ca-certificates, e.g. "
-            "mmdebstrap --variant=minbase --include=passwd,ca-certificates bookworm base.tar",
+            fix=f"add {packages} (Debian's package names) to the base, or make one that has all: {DEBIAN_BASE_RECIPE}",
         )
 
 

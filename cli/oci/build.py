@@ -25,8 +25,8 @@ from cli.flavors import discover_flavors, get_flavor
 from cli.images.freshness import check_fresh
 from cli.images.locked_tools import check_locked_tools
 from cli.images.plan import FlavorSpec
-from cli.lockengine.install import default_cache_dir
 from cli.lockengine.manifest import Workspace
+from cli.lockengine.package_cache import default_cache_root
 from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
 from cli.oci.environment import stage_environment
@@ -188,7 +188,7 @@ def build_oci_image(
     check_locked_tools(workspace, flavor.name)  # python and uv come from the lock, never from this machine
     sources = CommonSources.find(workspace.root)
     epoch = resolve_epoch(workspace, source_date_epoch)
-    cache = cache_dir or default_cache_dir()
+    cache = cache_dir or default_cache_root()
     cache.mkdir(parents=True, exist_ok=True)
     # Staging next to the package cache, so that py-rattler hard-links rather than copies.
     work = Path(tempfile.mkdtemp(prefix=".oci-build-", dir=cache))

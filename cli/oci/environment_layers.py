@@ -11,26 +11,26 @@ lock export) goes into a last small layer.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rattler import RepoDataRecord
 
+from cli.file_hashing import sha256_of
 from cli.lockengine.export import export_paths
-from cli.lockengine.install import default_cache_dir
 from cli.lockengine.lockfile import locked_records
 from cli.lockengine.manifest import Workspace
+from cli.lockengine.package_cache import default_cache_root
 from cli.lockengine.sharing import shared_identities
 from cli.oci.environment import LOCKS_DIR, PLATFORM, StagedEnvironment
 from cli.oci.layer_plan import PlannedLayer, plan_layers
-from cli.oci.tarball import CHUNK, Entry, UnvouchedFile, Vouch, file_copy, tree_entries
+from cli.oci.tarball import Entry, UnvouchedFile, Vouch, file_copy, tree_entries
 
 
 def repair_hint(cache: Path) -> str:
     command = "python -m cli cache verify --repair"
-    if cache != default_cache_dir():
+    if cache != default_cache_root():
         command = f"{command} --cache-dir {cache}"
     return f"repair the package cache with `{command}`, then build again"
 
@@ -42,7 +42,7 @@ def check_rewritten_sources(staged: StagedEnvironment) -> None:
         for file in package.files:
             if file.source is None or file.source_sha256 is None:
                 continue
-            actual = _sha256_of(file.source) if file.source.is_file() else "missing"
+            actual = sha256_of(file.source) if file.source.is_file() else "missing"
             if actual != file.source_sha256:
                 raise UnvouchedFile(
                     f"is not the file of package {package.label} (sha256 {actual[:12]}... where paths.json has "
@@ -50,14 +50,6 @@ def check_rewritten_sources(staged: StagedEnvironment) -> None:
                     path=file.source,
                     fix=fix,
                 )
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.file_hashing import sha256_of
 from cli.oci.tarball import (
-    CHUNK,
     GZIP_LEVEL,
     ZSTD_LEVEL,
     Compression,
@@ -68,7 +68,7 @@ class LayerCache:
         if not record_path.is_file() or not blob_path.is_file():
             return None
         record = json.loads(record_path.read_text())
-        if _sha256_of(blob_path) != record["digest"].split(":", 1)[1]:
+        if sha256_of(blob_path) != record["digest"].split(":", 1)[1]:
             log.warning("cached layer %s is not what it claims: made again", record["digest"])
             blob_path.unlink()
             record_path.unlink()
@@ -127,15 +127,7 @@ def _content(entry: Entry) -> tuple[int, str]:
     if entry.data is not None:
         return len(entry.data), hashlib.sha256(entry.data).hexdigest()
     assert entry.source is not None
-    return entry.size(), _sha256_of(entry.source)
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return entry.size(), sha256_of(entry.source)
 
 
 def _zstandard_version() -> str:

@@ -12,8 +12,9 @@ import pytest
 import rattler
 from rattler import Channel, PackageName, SparseRepoData
 
-from cli.audit.prefix import InstalledPackage, PathEntry, audit_overlay, check_files, sha256_of
+from cli.audit.prefix import InstalledPackage, PathEntry, audit_overlay, check_files
 from cli.audit.readers import LockedPackage
+from cli.file_hashing import sha256_of
 from cli.lockengine.lockfile import locked_records
 from cli.lockengine.manifest import load_workspace
 from tests.audit.conftest import run_audit, run_cli

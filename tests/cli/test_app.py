@@ -79,3 +79,20 @@ def test_a_mistyped_command_is_still_suggested(tmp_path: Path) -> None:
     done = run_cli("lokc", cwd=tmp_path)
     assert done.returncode == 2
     assert "Did you mean 'lock'?" in done.stderr
+
+
+def test_logging_after_an_in_process_run_goes_to_the_current_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """CliRunner gives the app a stderr it closes afterwards; the app's log handler must not keep it."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    result = CliRunner().invoke(app, ["-v", "lock", "--help"])  # the root callback configures logging
+    assert result.exit_code == 0, result.output
+    capsys.readouterr()
+    logging.getLogger("cli.after").warning("logged after the run")
+    err = capsys.readouterr().err
+    assert "Logging error" not in err
+    assert "WARNING cli.after: logged after the run" in err

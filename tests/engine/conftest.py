@@ -7,7 +7,8 @@ leaves them out locally, CI runs them through tests/run.sh):
 - `podman`: podman with a private store (tests/engine/podman.py), into which
   `oci_image` loads what `cli build --engine oci` made of the fixture flavor on the base,
   and `docker_image` builds both Dockerfiles with `cli build all --engine podman`, on
-  local stand-ins named as the Dockerfiles name their images (the base, micromamba).
+  local stand-ins named as the Dockerfiles name their images (the base, micromamba);
+  `image`, parametrised by `engine`, is each of the two in turn.
 A test skips only when podman cannot run at all here, and says why.
 """
 
@@ -159,6 +160,24 @@ def docker_image(
     assert done.returncode == 0, f"{done.stderr}\n{log_text[-4000:]}"
     tag = f"simcore/services/comp/engine-fixture-{engine_session.token}:1.0.0"
     return DockerBuild(podman_name(podman, tag), log_text)
+
+
+ENGINES = ("oci", "docker")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Which image a test runs: the OCI engine's (`oci_image`), or the one both Dockerfiles give (`docker_image`)."""
+    return str(request.param)
+
+
+@pytest.fixture()
+def image(engine: str, request: pytest.FixtureRequest) -> str:
+    """The image of `engine`, by its name in podman (a test names its containers after `engine`)."""
+    if engine == "oci":
+        return str(request.getfixturevalue("oci_image"))
+    build: DockerBuild = request.getfixturevalue("docker_image")
+    return build.image
 
 
 def podman_name(podman: Podman, tag: str) -> str:

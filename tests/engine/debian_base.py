@@ -24,8 +24,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from cli.oci.base import DEBIAN_BASE_PACKAGES
+
 SUITE = "bookworm"
-PACKAGES = ("python3", "passwd", "util-linux", "ca-certificates")
+PACKAGES = ("python3", *DEBIAN_BASE_PACKAGES)  # the README's base, and the python3 the fixture flavor links to
 CACHE_VARIABLE = "OSPARC_ENGINE_TEST_CACHE"
 APT_SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -53,14 +55,16 @@ def debian_mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def recipe(mirror: str) -> list[str]:
-    return ["mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "--mode=root", SUITE]
+def mmdebstrap_command(mirror: str, target: Path | None = None) -> list[str]:
+    """The command that writes the base to `target`; without one, what names the recipe (its cache key)."""
+    options = ["mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", "--mode=root", SUITE]
+    return [*options, *([str(target)] if target is not None else []), mirror]
 
 
 def debian_base() -> Path:
     """The cached base tarball, built first if needed (one builder at a time across sessions)."""
     mirror = debian_mirror()
-    key = hashlib.sha256(" ".join([*recipe(mirror), mirror]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(" ".join(mmdebstrap_command(mirror)).encode()).hexdigest()[:12]
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"debian-{SUITE}-{key}.tar"
@@ -71,7 +75,7 @@ def debian_base() -> Path:
             raise RuntimeError("mmdebstrap is not installed (tests/run.sh installs it from Debian when run as root)")
         partial = target.with_suffix(".partial.tar")
         done = subprocess.run(
-            [*recipe(mirror), str(partial), mirror], capture_output=True, text=True, timeout=1800, check=False
+            mmdebstrap_command(mirror, partial), capture_output=True, text=True, timeout=1800, check=False
         )
         if done.returncode != 0:
             partial.unlink(missing_ok=True)

@@ -3,11 +3,13 @@
 These runs check the runner's side of the contract in the real image: thread counts from
 SIMCORE_NANO_CPUS_LIMIT, the record in LOG_FOLDER, every declared output after a failing
 script, the GPU warning, and a SIGKILL in the middle of an overlay build followed by a clean
-run on the same overlay cache.
+run on the same overlay cache. The thread counts and the SIGKILL run on both images (the
+OCI engine's and the Dockerfiles'), the others on the OCI engine's.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.engine.backend import Backend, Job
@@ -23,12 +25,12 @@ SOURCE_BUILDER = 8006  # scu-src, common/Dockerfile
 
 
 def test_thread_variables_follow_the_cpu_limit_unless_set(
-    podman: Podman, oci_image: str, engine_session: EngineSession, tmp_path: Path
+    podman: Podman, engine: str, image: str, engine_session: EngineSession, tmp_path: Path
 ) -> None:
     job = Job(tmp_path / "job")
     job.stage(reporting_job_files())
-    backend = Backend(podman, oci_image, settings_env={"MKL_NUM_THREADS": "7"})  # a service setting wins
-    run = backend.run(job, f"threads-{engine_session.token}", nano_cpus=2_000_000_000)
+    backend = Backend(podman, image, settings_env={"MKL_NUM_THREADS": "7"})  # a service setting wins
+    run = backend.run(job, f"threads-{engine_session.token}-{engine}", nano_cpus=2_000_000_000)
     assert run.code == 0, run.text
     env = report_of(job.outputs)["env"]
     assert env["SIMCORE_NANO_CPUS_LIMIT"] == "2000000000"
@@ -47,7 +49,15 @@ def test_the_runner_keeps_its_record_in_log_folder(
     job.stage(reporting_job_files())
     run = Backend(podman, oci_image).run(job, f"logs-{engine_session.token}")
     assert run.code == 0, run.text
-    assert [path for path in job.logs.rglob("*") if path.is_file()], "nothing was written to LOG_FOLDER"
+    assert sorted(path.name for path in job.logs.iterdir()) == ["run.json", "run.log"]  # no overlay: no lock
+    record = json.loads((job.logs / "run.json").read_text())
+    assert (record["exit_code"], record["status"], record["script"]) == (0, "succeeded", "main.py")
+    assert record["folders"]["log_folder"] == "/logs" and record["folders"]["layout"] == "flat"
+    assert set(output_files(engine_session.workspace)) <= {output["zip"] for output in record["outputs"]}
+    # run.log is the runner's part of the log stream, the script's lines included, down to the last line
+    copied = (job.logs / "run.log").read_text().splitlines()
+    assert "[PROGRESS] 1/4" in copied and copied[-1] == run.lines[-1]
+    assert [line for line in copied if line in run.lines] == copied, run.text
 
 
 def test_a_failing_script_still_leaves_every_declared_output(
@@ -77,7 +87,7 @@ def test_a_gpu_job_without_a_gpu_is_warned_about_before_the_script(
 
 
 def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
-    podman: Podman, oci_image: str, engine_session: EngineSession, tmp_path: Path
+    podman: Podman, engine: str, image: str, engine_session: EngineSession, tmp_path: Path
 ) -> None:
     """The backend cancels with SIGKILL; the next job on the same overlay cache must build and run cleanly.
 
@@ -99,9 +109,12 @@ def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
 
     first = Job(tmp_path / "first")
     first.stage(files)
-    held = Backend(podman, oci_image, settings_env={**index, MARKER_VARIABLE: "/signals/slow-build-started"})
+    held = Backend(podman, image, settings_env={**index, MARKER_VARIABLE: "/signals/slow-build-started"})
     killed = held.start_and_kill_when(
-        first, f"killed-{engine_session.token}", signals / "slow-build-started", binds=[*binds, (signals, "/signals")]
+        first,
+        f"killed-{engine_session.token}-{engine}",
+        signals / "slow-build-started",
+        binds=[*binds, (signals, "/signals")],
     )
     assert killed.code == 137, killed.text  # 128 + SIGKILL, as the backend sees a cancelled job
     # The sdist's build code ran as scu-src: not root, not the job's user (runner/README.md, "In the image").
@@ -110,7 +123,9 @@ def test_sigkill_in_the_middle_of_an_overlay_then_a_clean_run(
 
     second = Job(tmp_path / "second")
     second.stage(files)
-    run = Backend(podman, oci_image, settings_env=index).run(second, f"after-kill-{engine_session.token}", binds=binds)
+    run = Backend(podman, image, settings_env=index).run(
+        second, f"after-kill-{engine_session.token}-{engine}", binds=binds
+    )
     assert run.code == 0, run.text
     assert read_zip_member(second.outputs / "output_1.zip", "slowpkg.txt").decode() == VALUE
     assert not run.at_level("error"), run.text

@@ -14,20 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.engine.backend import BACKEND_UID, Backend, Job
-from tests.engine.conftest import DockerBuild, EngineSession
+from tests.engine.conftest import EngineSession
 from tests.engine.jobs import SCRIPT_PROGRESS, report_of, reporting_job_files
 from tests.engine.podman import Podman
 from tests.engine.workspace import FLAVOR_DEFAULT, output_files
 
 INIT_PROCESSES = ("catatonit", "podman-init", "docker-init", "tini")
-
-
-@pytest.fixture(params=["oci", "docker"])
-def image(request: pytest.FixtureRequest) -> str:
-    if request.param == "oci":
-        return str(request.getfixturevalue("oci_image"))
-    build: DockerBuild = request.getfixturevalue("docker_image")
-    return build.image
 
 
 def owners(folder: Path) -> set[tuple[int, int]]:
@@ -36,11 +28,11 @@ def owners(folder: Path) -> set[tuple[int, int]]:
 
 @pytest.mark.parametrize("owner", [(BACKEND_UID, BACKEND_UID), (1234, 4321)], ids=["uid-8004", "another-uid"])
 def test_a_backend_run(
-    podman: Podman, image: str, engine_session: EngineSession, owner: tuple[int, int], tmp_path: Path
+    podman: Podman, engine: str, image: str, engine_session: EngineSession, owner: tuple[int, int], tmp_path: Path
 ) -> None:
     job = Job(tmp_path / "job", owner)
     job.stage(reporting_job_files(), values={"factor": 3})
-    name = f"run-{engine_session.token}-{owner[0]}-{'oci' if 'docker.io' in image else 'docker'}"
+    name = f"run-{engine_session.token}-{owner[0]}-{engine}"
     run = Backend(podman, image).run(job, name, nano_cpus=1_000_000_000, memory=1 << 30)
 
     assert run.code == 0, run.text

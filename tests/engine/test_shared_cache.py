@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.backend import BACKEND_UID, Backend, Job, Run
-from tests.engine.conftest import DockerBuild, EngineSession
+from tests.engine.conftest import EngineSession
 from tests.engine.jobs import read_zip_member
 from tests.engine.podman import Podman
 from tests.runner.wheels import FakeWheel, build_wheel
@@ -97,18 +97,10 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(params=["oci", "docker"])
-def image(request: pytest.FixtureRequest) -> str:
-    if request.param == "oci":
-        return str(request.getfixturevalue("oci_image"))
-    build: DockerBuild = request.getfixturevalue("docker_image")
-    return build.image
-
-
 @pytest.fixture()
-def volume(podman: Podman, engine_session: EngineSession, image: str) -> Iterator[tuple[str, Path]]:
+def volume(podman: Podman, engine_session: EngineSession, engine: str) -> Iterator[tuple[str, Path]]:
     """A podman volume (name, and where its files are on this host), removed after the test."""
-    name = f"overlay-cache-{engine_session.token}-{'oci' if 'engine-tests/oci' in image else 'docker'}"
+    name = f"overlay-cache-{engine_session.token}-{engine}"
     podman.run("volume", "create", name)
     mountpoint = Path(podman.run("volume", "inspect", "--format", "{{.Mountpoint}}", name).stdout.strip())
     try:
@@ -145,10 +137,16 @@ def mode(path: Path) -> int:
 
 
 def test_a_job_cannot_poison_the_shared_cache_for_another_users_job(
-    podman: Podman, image: str, engine_session: EngineSession, volume: tuple[str, Path], wheels: Path, tmp_path: Path
+    podman: Podman,
+    engine: str,
+    image: str,
+    engine_session: EngineSession,
+    volume: tuple[str, Path],
+    wheels: Path,
+    tmp_path: Path,
 ) -> None:
     name, cache = volume
-    token = f"{engine_session.token}-{'oci' if 'engine-tests/oci' in image else 'docker'}"
+    token = f"{engine_session.token}-{engine}"
 
     # Job A, UID 8004: its overlay is built (as scu-build) and sealed; then its script attacks it.
     job_a = Job(tmp_path / "a", (BACKEND_UID, BACKEND_UID))

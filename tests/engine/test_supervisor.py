@@ -206,3 +206,37 @@ def test_sigterm_in_the_middle_of_a_build_stops_it_and_leaves_nothing(
     assert list((cache / "building").iterdir()) == [] and list((cache / "overlays").iterdir()) == []
     assert (job.outputs / "output_1.zip").is_file()
     assert "Traceback" not in done.text
+
+
+JOB_UV = "#!/bin/sh\necho 'the job user's uv ran as' \"$(id -u)\" >&2\nexit 99\n"
+IMAGE_PATH = (
+    "/opt/conda/envs/flavor/bin:/home/scu/service.cli:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+
+def test_root_runs_only_its_own_uv(
+    podman: Podman, oci_image: str, engine_session: EngineSession, tmp_path: Path
+) -> None:
+    """A uv the job's user owns never builds: named by RUNNER_UV it is refused; first on PATH, the flavor's wins."""
+    cache, wheels = folders(tmp_path)
+    files: dict[str, str | bytes] = {"main.py": IMPORTS, "requirements.txt": "onlyhere==0.3\n", "bin/uv": JOB_UV}
+    binds = [(cache, RUNNER_CACHE_DIR), (wheels, "/wheels:ro")]
+
+    named = Job(tmp_path / "named")
+    named.stage(files)
+    (named.inputs / "bin" / "uv").chmod(0o755)
+    backend = Backend(podman, oci_image, settings_env={**INDEX, "RUNNER_UV": "/inputs/bin/uv"})
+    done = backend.run(named, f"job-uv-named-{engine_session.token}", binds=binds)
+    assert done.code == 3, done.text
+    (error,) = done.at_level("error")
+    assert error.startswith(f"error: runner: uv at /inputs/bin/uv belongs to UID {BACKEND_UID} (mode 755); ")
+    assert "the image builds overlays only with root's uv" in error
+    assert "ran as" not in done.text
+
+    first_on_path = Job(tmp_path / "on-path")
+    first_on_path.stage(files)
+    (first_on_path.inputs / "bin" / "uv").chmod(0o755)
+    backend = Backend(podman, oci_image, settings_env={**INDEX, "PATH": f"/inputs/bin:{IMAGE_PATH}"})
+    done = backend.run(first_on_path, f"job-uv-on-path-{engine_session.token}", binds=binds)
+    assert done.code == 0, done.text
+    assert "onlyhere 0.3 pristine" in done.lines and "ran as" not in done.text

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.workspace import lock_and_export
+from tests.support.workspace import lock_and_export, pixi_toml
 
 REPO = Path(__file__).resolve().parents[2]
 FLAVOR = "fixture"
@@ -31,28 +31,8 @@ IMAGE_FILES = (
     "flavors/Dockerfile.shared.dockerignore",
 )
 OUTPUT_PORTS = ("output_1", "output_2")
-
-PIXI_TOML = """\
-[workspace]
-name = "{name}"
-version = "0.1.0"
-channels = ["{channel}"]
-platforms = [{{ platform = "linux-64", cuda = "12" }}]
-
-[feature.cuda.dependencies]
-cuda-version = "12.*"
-
-[feature.runner.dependencies]
-python = "{python}.*"
-uv = "*"
-packaging = "*"
-
-[feature.fixture.dependencies]
-fixture-lib = "*"
-
-[environments]
-fixture = ["fixture", "cuda", "runner"]
-"""
+# The runner imports `packaging`, which the fixture flavor must carry as a real one does.
+RUNNER_EXTRA = 'packaging = "*"\n'
 
 
 def metadata(service: str) -> dict[str, object]:
@@ -95,7 +75,9 @@ def write_engine_workspace(root: Path, channel: Path, python: str, token: str) -
     """Write, lock, export and generate the fixture workspace; `token` keeps image names apart between sessions."""
     root.mkdir(parents=True)
     minor = ".".join(python.split(".")[:2])
-    (root / "pixi.toml").write_text(PIXI_TOML.format(name=f"engine-{token}", channel=channel.as_uri(), python=minor))
+    features = {FLAVOR: 'fixture-lib = "*"\n'}
+    manifest = pixi_toml(channel.as_uri(), features, name=f"engine-{token}", python=minor, runner_extra=RUNNER_EXTRA)
+    (root / "pixi.toml").write_text(manifest)
     folder = root / "flavors" / FLAVOR
     folder.mkdir(parents=True)
     (folder / "metadata.yml").write_text(yaml.safe_dump(metadata(f"engine-fixture-{token}"), sort_keys=False))

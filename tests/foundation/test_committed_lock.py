@@ -50,7 +50,25 @@ def test_committed_lock_holds_every_environment_on_every_platform() -> None:
     for name in workspace.environment_names():
         expected = sorted(p.subdir for p in workspace.resolve(name).platforms)
         assert sorted(subdirs[p] for p in data.environments[name].packages) == expected
-    assert sorted(subdirs.values()) == ["linux-64", "osx-arm64"]
+    assert sorted(subdirs.values()) == ["linux-64", "linux-64", "osx-arm64"]  # linux-64 with CUDA and without
+
+
+def test_the_cli_environment_needs_no_gpu_and_the_flavors_a_cuda_12_driver() -> None:
+    """dev/default (what `pixi run audit` and `pixi shell` use) sit on platforms without `__cuda`, so
+    pixi installs them on a maintainer's CPU-only machine; the flavors sit on linux-64 with `__cuda=12`."""
+    data = read_lock_data(REPO_ROOT / "pixi.lock")
+    platforms = {p.name: p for p in data.platforms}
+
+    def cuda_of(environment: str) -> dict[str, list[str]]:
+        return {
+            platforms[name].subdir: [v for v in platforms[name].virtual_packages if v.startswith("__cuda")]
+            for name in data.environments[environment].packages
+        }
+
+    for environment in ("default", "dev"):
+        assert cuda_of(environment) == {"linux-64": [], "osx-arm64": []}
+    for flavor in ("pytorch", "tensorflow"):
+        assert cuda_of(flavor) == {"linux-64": ["__cuda=12"]}
 
 
 def test_committed_lock_is_re_solved_byte_for_byte_from_the_subset(repository_copy: Path) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,12 +34,13 @@ def server(gpu_channel: Path) -> Iterator[ChannelServer]:
 
 
 def install(
-    workspace: Path, prefix: Path, cache: Path, *args: str | Path, mirror_to: str | None = None
+    workspace: Path, prefix: Path, cache: Path, *args: str | Path, mirror_to: str | None = None, quiet: bool = True
 ) -> subprocess.CompletedProcess[str]:
     channel = next(iter(lock_records(workspace / "pixi.lock", "pytorch").values())).url.rsplit("/", 2)[0]
     mirror = ("--mirror", f"{channel}={mirror_to}") if mirror_to else ()
+    flags = ("--quiet",) if quiet else ()
     return run_cli(
-        "install", "pytorch", "--prefix", prefix, "--cache-dir", cache, "--quiet", *mirror, *args, cwd=workspace
+        "install", "pytorch", "--prefix", prefix, "--cache-dir", cache, *flags, *mirror, *args, cwd=workspace
     )
 
 
@@ -68,9 +72,11 @@ def test_refused_connection_names_url_package_and_fix(
     locked_workspace: Path, tmp_path: Path, cuda_override: str
 ) -> None:
     refused = refused_url()
-    result = install(locked_workspace, tmp_path / "env", tmp_path / "cache", mirror_to=refused)
+    # no --quiet: with stderr a pipe there is no progress display, and nothing but the error line
+    result = install(locked_workspace, tmp_path / "env", tmp_path / "cache", mirror_to=refused, quiet=False)
     assert result.returncode == 2, result.stderr
     line = error_line(result)
+    assert result.stderr == line + "\n"
     assert "cannot download" in line and refused in line and ".conda" in line
     assert all(word in line for word in FIX_WORDS), line
     assert "check the path and its permissions" not in line
@@ -175,3 +181,19 @@ def test_install_defaults_to_the_workspace_envs_folder(locked_workspace: Path, c
     prefix = locked_workspace / ".envs" / "pytorch"
     assert (prefix / "conda-meta").is_dir() and str(prefix) in result.stdout
     assert os.path.exists(prefix / "bin" / "python")
+
+
+def test_a_client_hanging_up_leaves_no_noise(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A download dropped half way (as py-rattler drops wrong bytes) is kept by the server, never printed."""
+    (tmp_path / "big.conda").write_bytes(bytes(32 << 20))  # more than the socket buffers hold
+    with serve_channel(tmp_path) as server:
+        client = socket.create_connection(("127.0.0.1", server.server_address[1]))
+        client.sendall(b"GET /big.conda HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        client.recv(1024)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not a close
+        client.close()
+        deadline = time.monotonic() + 10
+        while not server.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [type(e) for e in server.errors] in ([ConnectionResetError], [BrokenPipeError])
+    assert capfd.readouterr().err == ""

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rattler import Channel, PackageName, SparseRepoData
+from rattler import Channel, PackageName, RepoDataRecord, SparseRepoData
 from rattler.index import index_fs
 
 from cli.errors import UserError
 from cli.lockengine.install import InstallOptions, install_records
+from tests.support.channel import FakePackage, build_channel
 from tests.support.cli import error_line, run_cli
 from tests.support.http_channel import ChannelServer, serve_channel
 from tests.support.locks import lock_records
@@ -265,6 +266,8 @@ def test_cache_verify_bad_input(tmp_path: Path) -> None:
         result = cache_verify(folder)
         assert result.returncode == 2, result.stderr
         assert words in error_line(result) and str(folder) in error_line(result)
+        shown = run_cli("cache", "verify", "--cache-dir", folder, cwd=tmp_path)  # progress not turned off
+        assert shown.returncode == 2 and shown.stderr == error_line(result) + "\n"
 
 
 # --- a package whose archive contradicts its own paths.json ---------------------------------------
@@ -319,3 +322,79 @@ def test_a_package_that_contradicts_its_paths_json_is_refused(tmp_path: Path) ->
     assert "share/liar/lying.txt of liar-1.0-h0_0.tar.bz2 does not match the package's paths.json" in line
     assert "report it to the channel" in line
     assert not prefix.exists()
+
+
+# --- symbolic links in cache entries ---------------------------------------------------------------
+
+LINKY = FakePackage(
+    "linky",
+    "1.0",
+    "h0_0",
+    files={"lib/liblinky.so.1.0": "the library\n", "share/linky/other.txt": "another file\n"},
+    symlinks={
+        "lib/liblinky.so": "liblinky.so.1.0",  # leads to a file of its own package
+        "lib/libdep.so": "libdep.so.2",  # leads to a file another package brings: dangles in the cache
+        "share/current": "linky",  # leads to a folder
+    },
+)
+LINKY_ENTRY = "linky-1.0-h0_0"
+
+
+@pytest.fixture()
+def linky_records(tmp_path: Path) -> list[RepoDataRecord]:
+    channel = build_channel(tmp_path / "linky-channel", [LINKY])
+    repodata = SparseRepoData(Channel(channel.as_uri()), "linux-64", channel / "linux-64" / "repodata.json")
+    return repodata.load_records(PackageName("linky"))
+
+
+@pytest.mark.parametrize(
+    ("link", "retarget", "memo"),
+    [
+        ("lib/liblinky.so", "../share/linky/other.txt", True),
+        ("lib/liblinky.so", "../share/linky/other.txt", False),  # paths.json alone shows it: other content
+        ("lib/libdep.so", "libdep.so.3", True),  # leaves the entry: the memo shows it
+        ("share/current", "../lib", True),
+    ],
+)
+def test_a_retargeted_symbolic_link_in_the_cache_is_found_and_repaired(
+    linky_records: list[RepoDataRecord],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    link: str,
+    retarget: str,
+    memo: bool,
+) -> None:
+    cache = tmp_path / "cache"
+    options = InstallOptions(cache_dir=cache, show_progress=False)
+    install_records(linky_records, tmp_path / "a", options)
+    original = os.readlink(cache / "pkgs" / LINKY_ENTRY / link)
+    assert cache_verify(cache).returncode == 0
+    (cache / "pkgs" / LINKY_ENTRY / link).unlink()
+    (cache / "pkgs" / LINKY_ENTRY / link).symlink_to(retarget)
+    if not memo:
+        (cache / "verified.json").unlink()  # a cache filled by pixi or py-rattler alone
+
+    found = cache_verify(cache)
+    assert found.returncode == 1, found.stdout + found.stderr
+    (damaged,) = [line for line in found.stdout.splitlines() if line.startswith("damaged")]
+    assert damaged.startswith(f"damaged {cache / 'pkgs' / LINKY_ENTRY / link}: symbolic link to {retarget!r}")
+
+    with caplog.at_level("WARNING"):
+        install_records(linky_records, tmp_path / "b", options)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{LINKY_ENTRY} is damaged ({link}: symbolic link to {retarget!r}" in warning
+    assert os.readlink(tmp_path / "b" / link) == original
+    assert os.readlink(cache / "pkgs" / LINKY_ENTRY / link) == original
+    assert cache_verify(cache).returncode == 0
+
+
+def test_cache_verify_repairs_a_retargeted_link(linky_records: list[RepoDataRecord], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    install_records(linky_records, tmp_path / "a", InstallOptions(cache_dir=cache, show_progress=False))
+    link = cache / "pkgs" / LINKY_ENTRY / "lib" / "liblinky.so"
+    link.unlink()
+    link.symlink_to("../share/linky/other.txt")
+    repaired = cache_verify(cache, "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert f"repaired {LINKY_ENTRY}: re-extracted from" in repaired.stdout
+    assert os.readlink(link) == "liblinky.so.1.0"

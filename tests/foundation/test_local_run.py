@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from uv import find_uv_bin
 
 from tests.runner.wheels import FakeWheel, build_wheel
 from tests.support.cli import REPO_ROOT, run_cli
+from tests.support.isolation import without_pip_and_uv_settings
 
 
 @pytest.fixture()
@@ -26,7 +28,16 @@ def installed_pytorch(locked_workspace: Path, cuda_override: str) -> Path:
 
 
 def runner_env(tmp_path: Path, wheels: Path | None = None) -> dict[str, str]:
-    env = {"RUNNER_UV": find_uv_bin(), "RUNNER_CACHE_DIR": str(tmp_path / "overlays"), "UV_OFFLINE": "1"}
+    """The fixture wheels, offline; not this machine's pip.conf nor any PIP_/UV_ setting of the caller's."""
+    env = without_pip_and_uv_settings()
+    env.update(
+        {
+            "RUNNER_UV": find_uv_bin(),
+            "RUNNER_CACHE_DIR": str(tmp_path / "overlays"),
+            "UV_OFFLINE": "1",
+            "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(tmp_path / "uv-cache")),  # the session's, if any
+        }
+    )
     if wheels is not None:
         env["UV_FIND_LINKS"] = str(wheels)
     return env
@@ -36,7 +47,7 @@ def run_job(
     workspace: Path, prefix: Path | None, job: Path, output: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     where = ["--prefix", prefix] if prefix is not None else []
-    return run_cli("run", "pytorch", *where, "--input", job, "--output", output, cwd=workspace, env=env)
+    return run_cli("run", "pytorch", *where, "--input", job, "--output", output, cwd=workspace, inherit=env)
 
 
 def test_shipped_example_runs_on_an_installed_flavor(locked_workspace: Path, installed_pytorch: Path, tmp_path: Path):
@@ -66,6 +77,9 @@ def test_overlay_on_an_installed_flavor_and_the_duplicate_cuda_guard(
     ok = run_job(locked_workspace, installed_pytorch, job.parent, tmp_path / "out1", env)
     assert ok.returncode == 0, ok.stderr
     assert "tinyplot 1.0.0" in ok.stdout
+    sources = json.loads((tmp_path / "out1" / "logs" / "run.json").read_text())["overlay"]["sources"]
+    assert sources["constraints"] == [] and sources["extra_indexes"] == []  # no pip.conf of this machine's
+    assert sources["find_links"] == [{"url": str(wheels), "from": "UV_FIND_LINKS"}]
 
     # the installed prefix's real conda-meta says cudnn comes from conda: a CUDA wheel is refused
     (job / "requirements.txt").write_text("nvidia-cudnn-cu12\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def test_lock_twice_is_byte_identical_and_check_follows_the_manifest(workspace: 
     manifest.write_text(manifest.read_text().replace('uv = "*"', 'uv = "*"\npytest = "*"'))
     check = run_cli("lock", "--check", "--json", cwd=workspace)
     assert check.returncode == 1
-    assert '"changed": true' in check.stdout
+    assert json.loads(check.stdout)["verdict"] == "stale"
     assert (workspace / "pixi.lock").read_bytes() == first  # --check writes nothing
 
 
@@ -212,3 +213,39 @@ def test_pixi_engine_needs_pixi(workspace: Path) -> None:
     )
     assert result.returncode == 2
     assert "pixi executable" in error_line(result)
+
+
+def test_a_feature_for_the_bare_subdir_does_not_get_the_cuda_platform_beside_it(
+    tmp_path: Path, gpu_channel: Path
+) -> None:
+    """Two platforms of one subdir, as the committed pixi.toml has: the CPU environment is solved for
+    the bare `linux-64` only (pixi's rule since prefix-dev/pixi#6493), the flavor for the CUDA one."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "pixi.toml").write_text(
+        "[workspace]\n"
+        'name = "two-linux"\n'
+        f'channels = ["{gpu_channel.as_uri()}"]\n'
+        'platforms = [{ platform = "linux-64", cuda = "12" }, "linux-64"]\n\n'
+        '[feature.gpu]\nplatforms = ["linux-64-cuda-12"]\n\n'
+        '[feature.gpu.dependencies]\npytorch = "*"\n\n'
+        '[feature.cpu]\nplatforms = ["linux-64"]\n\n'
+        '[feature.cpu.dependencies]\npython = "3.12.*"\n\n'
+        '[environments]\ngpu = ["gpu"]\ncpu = ["cpu"]\n'
+    )
+    result = run_cli("lock", cwd=root)
+    assert result.returncode == 0, result.stderr
+    lock = LockFile.from_path(root / "pixi.lock")
+    by_name = {p.name: p for p in lock.platforms()}
+
+    def platforms_of(environment: str) -> dict[str, list[str]]:
+        env = lock.environment(environment)
+        assert env is not None
+        return {p.name: sorted(by_name[p.name].virtual_packages) for p in env.platforms()}
+
+    (cpu,) = platforms_of("cpu").items()
+    assert cpu[0] == "linux-64" and not any(v.startswith("__cuda") for v in cpu[1])
+    (gpu,) = platforms_of("gpu").items()
+    assert gpu[0] == "p1" and "__cuda=12" in gpu[1]
+    assert locked_builds(root / "pixi.lock", "gpu")["pytorch"].startswith("cuda124")
+    assert run_cli("lock", "--check", cwd=root).returncode == 0

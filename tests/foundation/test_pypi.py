@@ -3,16 +3,26 @@ exported (or refused in one line) and diffed; `lock --check` follows every PyPI 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli.errors import UserError
+from cli.lockengine.downloads import PYPI_CHANGED_FIX, PYPI_MISSING_FIX, PYPI_NETWORK_FIX
+from cli.lockengine.install import STAGING_INFIX
 from cli.lockengine.lockfile import read_lock_data
+from cli.lockengine.pypi import install_pypi_packages
 from tests.runner.wheels import FakeWheel, build_wheel, write_simple_index
-from tests.support.cli import error_line, run_cli
+from tests.support.cli import REPO_ROOT, error_line, run_cli
+from tests.support.http_channel import refused_url, serve_channel
 from tests.support.workspace import flavor_metadata
 
 WHEELS = (
@@ -27,7 +37,7 @@ WHEELS = (
 
 MANIFEST = """\
 [workspace]
-name = "pypi-runners"
+name = "{name}"
 channels = ["{channel}"]
 platforms = ["linux-64"]
 
@@ -36,17 +46,30 @@ index-url = "{index}"
 
 [feature.app.dependencies]
 python = "3.12.*"
-numpy = "*"
-
+{conda}
 [feature.app.pypi-dependencies]
-needsbase = "*"
-basepkg = "==1.0"
-withextra = {{ version = "*", extras = ["fast"] }}
-usesnumpy = "*"
-
+{pypi}
 [environments]
 app = ["app"]
 """
+APP_PYPI = """\
+needsbase = "*"
+basepkg = "==1.0"
+withextra = { version = "*", extras = ["fast"] }
+usesnumpy = "*"
+"""
+
+
+def locked_app_workspace(root: Path, channel: Path, index: str, *, name: str, conda: str, pypi: str) -> Path:
+    """A workspace whose one flavor, `app`, has conda and PyPI dependencies, locked with the CLI."""
+    (root / "flavors" / "app").mkdir(parents=True)
+    manifest = MANIFEST.format(name=name, channel=channel.as_uri(), index=index, conda=conda, pypi=pypi)
+    (root / "pixi.toml").write_text(manifest)
+    (root / "flavors" / "app" / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata("app"), sort_keys=False))
+    (root / "flavors" / "app" / "runtime.yml").write_text(yaml.safe_dump({"resources": {"VRAM": 1}}))
+    result = run_cli("lock", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +82,9 @@ def wheel_index(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture()
 def pypi_workspace(tmp_path: Path, gpu_channel: Path, wheel_index: str) -> Path:
-    root = tmp_path / "ws"
-    (root / "flavors" / "app").mkdir(parents=True)
-    (root / "pixi.toml").write_text(MANIFEST.format(channel=gpu_channel.as_uri(), index=wheel_index))
-    (root / "flavors" / "app" / "metadata.yml").write_text(yaml.safe_dump(flavor_metadata("app"), sort_keys=False))
-    (root / "flavors" / "app" / "runtime.yml").write_text(yaml.safe_dump({"resources": {"VRAM": 1}}))
-    result = run_cli("lock", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root
+    return locked_app_workspace(
+        tmp_path / "ws", gpu_channel, wheel_index, name="pypi-runners", conda='numpy = "*"\n', pypi=APP_PYPI
+    )
 
 
 def pypi_entries(root: Path) -> dict[str, dict[str, object]]:
@@ -152,3 +170,120 @@ def test_audit_diff_reports_pypi_changes(pypi_workspace: Path, tmp_path: Path) -
     assert [(c["name"], c["kind"], c["old"]["version"], c["new"]["version"]) for c in section["upgraded"]] == [
         ("basepkg", "pypi", "1.0", "2.0")
     ]
+
+
+# --- installing: all or nothing, scripts that name the prefix, fetch errors in one line -----------
+
+CLITOOL = FakeWheel(
+    "clitool",
+    "1.0",
+    files={
+        "clitool/__init__.py": "def main():\n    print('clitool')\n",
+        "clitool-1.0.dist-info/entry_points.txt": "[console_scripts]\nclitool = clitool:main\n",
+    },
+)
+
+
+@pytest.fixture()
+def own_index_workspace(tmp_path: Path, gpu_channel: Path) -> tuple[Path, Path]:
+    """A locked workspace on a wheel index of its own (which the test may damage): (workspace, wheels folder)."""
+    wheels = tmp_path / "wheels"
+    for wheel in (CLITOOL, FakeWheel("fastlib", "1.0")):
+        build_wheel(wheels, wheel)
+    index = write_simple_index(wheels, tmp_path / "simple").as_uri()
+    pypi = 'clitool = "*"\nfastlib = "*"\n'
+    return locked_app_workspace(tmp_path / "ws", gpu_channel, index, name="pypi-install", conda="", pypi=pypi), wheels
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".installing-" in p.name)
+
+
+def test_a_failed_pypi_install_leaves_no_prefix(own_index_workspace: tuple[Path, Path], tmp_path: Path) -> None:
+    workspace, wheels = own_index_workspace
+    wheel = wheels / "fastlib-1.0-py3-none-any.whl"
+    wheel.unlink()
+    prefix = tmp_path / "envs" / "app"
+    result = run_cli("install", "app", "--prefix", prefix, "--quiet", cwd=workspace)
+    assert result.returncode == 2, result.stderr
+    assert not prefix.exists() and not prefix.is_symlink()
+    assert leftovers(prefix.parent) == []
+    assert result.stderr.splitlines() == [error_line(result)]
+    assert error_line(result) == (
+        f"error: cannot download fastlib 1.0: {wheel.as_uri()} is not there (no such file) ({PYPI_MISSING_FIX})"
+    )
+
+
+def test_pypi_scripts_name_the_final_prefix(own_index_workspace: tuple[Path, Path], tmp_path: Path) -> None:
+    workspace, _wheels = own_index_workspace
+    prefix = tmp_path / "envs" / "app"
+    prefix.mkdir(parents=True)  # an empty folder is a new prefix too
+    result = run_cli("install", "app", "--prefix", prefix, "--quiet", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert not prefix.is_symlink() and leftovers(prefix.parent) == []
+    script = prefix / "bin" / "clitool"
+    assert script.read_text().splitlines()[0] == f"#!{prefix}/bin/python"
+    (record,) = prefix.glob("lib/python*/site-packages/clitool-1.0.dist-info/RECORD")
+    rows = {row.split(",")[0]: row.split(",")[1] for row in record.read_text().splitlines()}
+    digest = base64.urlsafe_b64encode(hashlib.sha256(script.read_bytes()).digest()).rstrip(b"=").decode()
+    assert rows["../../../bin/clitool"] == f"sha256={digest}"  # RECORD states the script as it is
+
+
+def test_an_interrupted_install_is_cleaned_up_by_the_next(
+    own_index_workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    workspace, _wheels = own_index_workspace
+    prefix = tmp_path / "envs" / "app"
+    staging = prefix.parent / f".app{STAGING_INFIX}killed"
+    (staging / "conda-meta").mkdir(parents=True)
+    prefix.symlink_to(staging)  # what an install killed while uv ran leaves
+    result = run_cli("install", "app", "--prefix", prefix, "--quiet", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert "left by an install that was interrupted" in result.stderr
+    assert prefix.is_dir() and not prefix.is_symlink() and leftovers(prefix.parent) == []
+
+
+@pytest.mark.parametrize("fault", ["refused", "404", "other bytes"])
+def test_pypi_fetch_errors_name_the_package_the_url_and_the_way_out(tmp_path: Path, fault: str) -> None:
+    wheel = build_wheel(tmp_path / "wheels", FakeWheel("fastlib", "1.0"))
+    prefix = tmp_path / "env"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "python").symlink_to(sys.executable)
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    with serve_channel(wheel.parent) as server:
+        base = refused_url() if fault == "refused" else server.url
+        name = "fastlib-2.0-py3-none-any.whl" if fault == "404" else wheel.name
+        url = f"{base}/{name}"
+        entry = {
+            "pypi": url,
+            "name": "fastlib",
+            "version": "1.0",
+            "sha256": "0" * 64 if fault == "other bytes" else sha256,
+        }
+        with pytest.raises(UserError) as raised:
+            install_pypi_packages(prefix, [entry], tmp_path, retries=0)
+    line = raised.value.one_line()
+    if fault == "refused":
+        assert line.startswith(f"cannot download fastlib 1.0 from {url}: ") and "Connection refused" in line
+        assert line.endswith(f"({PYPI_NETWORK_FIX})")
+    elif fault == "404":
+        assert line == f"cannot download fastlib 1.0: {url} is not there (HTTP 404) ({PYPI_MISSING_FIX})"
+    else:
+        assert line == (
+            f"sha256 mismatch for fastlib 1.0 from {url}: lock says {'0' * 64}, the index sent {sha256} "
+            f"({PYPI_CHANGED_FIX})"
+        )
+
+
+def test_requires_dist_keeps_extras_as_written_whatever_the_hash_seed() -> None:
+    """pep508_rs writes extras in the order given; packaging keeps them in a set, whose order changes
+    with PYTHONHASHSEED, so a relock could reorder `requires_dist` in pixi.lock for nothing."""
+    code = "from cli.lockengine.pypi_specs import render_requirement as r; print(r('Cache_Control[zz,Aa,mm]>=1'))"
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(REPO_ROOT)},
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for seed in range(8)
+    }  # fmt: skip
+    assert outputs == {"cache-control[zz,aa,mm]>=1"}

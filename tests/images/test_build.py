@@ -214,21 +214,58 @@ def test_the_flavor_gets_the_driver_floor_that_audit_cuda_states(ready_workspace
     assert step["build_args"]["NVIDIA_REQUIRE_CUDA"] == "cuda>=12.0"  # the CUDA release of driver 525.60.13
 
 
-def test_runtime_environment_is_appended_to_a_rendered_dockerfile(ready_workspace: Path) -> None:
+def files_of(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_runtime_environment_is_appended_to_a_rendered_dockerfile(ready_workspace: Path, tmp_path: Path) -> None:
     runtime = ready_workspace / "flavors" / "tensorflow" / "runtime.yml"
     runtime.write_text(runtime.read_text() + 'environment:\n  TF_FORCE_GPU_ALLOW_GROWTH: true\n  PRICE: "$5"\n')
+    (ready_workspace / "flavors" / "Dockerfile.dockerignore").write_text("*\n!envs\n")
     done = cli("build", "all", "--dry-run", "--json", "--engine", "podman", "--manifest-path", ready_workspace)
     assert done.returncode == 0, done.stderr
     steps = {s["name"]: s for s in json.loads(done.stdout)["steps"]}
     assert steps["pytorch"]["dockerfile"] == "flavors/Dockerfile" and steps["pytorch"]["env"] == {}
+    assert steps["pytorch"]["rendered_dockerfile"] is None
     flavor = steps["tensorflow"]
     assert flavor["env"] == {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "PRICE": "$5"}
     rendered = ready_workspace / flavor["dockerfile"]
     assert flavor["command"][3] == str(rendered) and rendered.parent == ready_workspace / "build/dockerfiles/tensorflow"
+    # podman is told the committed .dockerignore, which exists whether or not a build wrote its copy
+    ignore = flavor["command"][flavor["command"].index("--ignorefile") + 1]
+    assert ignore == str(ready_workspace / "flavors" / "Dockerfile.dockerignore")
     original = (ready_workspace / "flavors" / "Dockerfile").read_text()
-    text = rendered.read_text()
+    text = flavor["rendered_dockerfile"]
     assert text.startswith(original.rstrip("\n"))
     assert text.endswith('ENV TF_FORCE_GPU_ALLOW_GROWTH="true" \\\n    PRICE="\\$5"\n')
+
+    # the real build writes that very text where the dry run said, with the .dockerignore beside it for BuildKit
+    env = _fake_engine(tmp_path)
+    built = cli("build", "tensorflow", "--log-dir", tmp_path / "logs", "--manifest-path", ready_workspace, env=env)
+    assert built.returncode == 0, built.stderr
+    assert rendered.read_text() == text
+    assert Path(f"{rendered}.dockerignore").read_text() == "*\n!envs\n"
+    assert f"--file {rendered} " in (tmp_path / "engine.txt").read_text()
+
+
+def test_a_dry_run_writes_nothing(ready_workspace: Path) -> None:
+    """Not the rendered Dockerfiles, not a log (README: `--dry-run` runs nothing)."""
+    runtime = ready_workspace / "flavors" / "tensorflow" / "runtime.yml"
+    runtime.write_text(runtime.read_text() + "environment:\n  TF_FORCE_GPU_ALLOW_GROWTH: true\n")
+    before = files_of(ready_workspace)
+    for engine in ("docker", "podman"):
+        for json_option in ([], ["--json"]):
+            done = cli(
+                "build", "all", "--dry-run", "--engine", engine, *json_option, "--manifest-path", ready_workspace
+            )
+            assert done.returncode == 0, done.stderr
+            assert "build/dockerfiles/tensorflow/Dockerfile" in done.stdout
+    assert files_of(ready_workspace) == before
+    assert not (ready_workspace / "build").exists()
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,38 @@ def test_repository_run_script_exports_inputs_and_execs_the_runner(tmp_path: Pat
     assert recorded["pid"] == recorded["script_pid"]
 
 
+def test_an_input_variable_the_caller_set_is_kept(tmp_path: Path) -> None:
+    script = (REPO / "flavors" / "pytorch" / "service.cli" / "run").read_text()
+    recorded = run_script(tmp_path, script, extra_env={"INPUT_2": "/data/elsewhere"})
+    assert recorded["INPUT_2"] == "/data/elsewhere"
+    assert recorded["INPUT_3"] == f"{tmp_path}/input/input_3"
+
+
+def test_the_runner_started_by_the_run_script_hands_the_callers_input_to_the_script(tmp_path: Path) -> None:
+    """The real runner behind the real run script (runner/README.md: "INPUT_N is the caller's INPUT_N")."""
+    inputs, data, outputs = tmp_path / "inputs", tmp_path / "data", tmp_path / "outputs"
+    inputs.mkdir()
+    data.mkdir()
+    (inputs / "main.py").write_text(
+        "import os\nprint('INPUT_1', os.environ['INPUT_1'])\nprint('INPUT_2', os.environ['INPUT_2'])\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "INPUT_FOLDER": str(inputs),
+        "OUTPUT_FOLDER": str(outputs),
+        "INPUT_2": str(data),
+        "RUNNER_HOME": str(REPO),
+        "RUNNER_PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["sh", str(REPO / "flavors" / "pytorch" / "service.cli" / "run")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"INPUT_1 {inputs}", f"INPUT_2 {data}"]  # flat layout: INPUT_1 is the folder
+    assert "warning" not in done.stderr
+
+
 def test_inputs_follow_the_metadata(tmp_path: Path) -> None:
     document = flavor_metadata("jax")
     port = {"label": "In", "description": "An input", "type": "data:*/*"}
@@ -69,7 +102,7 @@ def test_inputs_follow_the_metadata(tmp_path: Path) -> None:
     assert {k for k in recorded if k.startswith("INPUT_")} == {"INPUT_1", "INPUT_3"}
     assert recorded["INPUT_3"] == f"{tmp_path}/input/input_3"
     assert recorded["PYTHONPATH"] == "/srv/runner:/x"
-    assert script.index("INPUT_1=") < script.index("INPUT_3=")
+    assert script.index("INPUT_1:=") < script.index("INPUT_3:=")
 
 
 def test_without_input_folder_it_fails_before_the_runner(tmp_path: Path) -> None:

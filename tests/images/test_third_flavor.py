@@ -56,7 +56,7 @@ def test_a_third_flavor_without_code_changes(tmp_path: Path, jax_channel: Path) 
     assert (root / "envs" / "jax" / "conda-lock.yml").is_file()
     assert "jaxlib" in (root / "envs" / "jax" / "conda-lock.yml").read_text()
     run = (root / "flavors" / "jax" / "service.cli" / "run").read_text()
-    assert 'INPUT_2="${INPUT_FOLDER}/input_2"' in run
+    assert ': "${INPUT_2:=${INPUT_FOLDER}/input_2}"' in run
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
     assert compose["jax"]["image"] == "simcore/services/comp/osparc-jax-runner:0.1.0"
 

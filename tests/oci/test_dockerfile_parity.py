@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from cli.cuda import TOOLKIT_MINIMUM_DRIVER
-from cli.images.dockerfiles import materialize
+from cli.images.dockerfiles import rendered, write_rendered
 from cli.images.generated import flavor_specs
 from cli.images.plan import build_facts, plan_builds
 from cli.lockengine.manifest import load_workspace
@@ -143,13 +143,14 @@ def both_envs(oci_workspace: Path, tmp_path: Path) -> tuple[dict[str, str], dict
     workspace = load_workspace(oci_workspace)
     specs = [spec for spec in flavor_specs(workspace) if spec.name == "tensorflow"]
     (_, _, flavor_step) = plan_builds(workspace, specs, facts=build_facts(workspace, specs))  # common, shared, flavor
-    rendered = materialize(flavor_step, workspace.root)
-    assert rendered.dockerfile == Path("build/dockerfiles/tensorflow/Dockerfile")
+    step = rendered(flavor_step)
+    write_rendered(step, workspace.root)
+    assert step.dockerfile == Path("build/dockerfiles/tensorflow/Dockerfile")
     assert (oci_workspace / "build/dockerfiles/tensorflow/Dockerfile.dockerignore").read_text() == (
         REPO / "flavors" / "Dockerfile.dockerignore"
     ).read_text()
     base_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    docker_env = dict(env_of(oci_workspace / rendered.dockerfile, {**rendered.build_args, "PATH": base_path}))
+    docker_env = dict(env_of(oci_workspace / step.dockerfile, {**step.build_args, "PATH": base_path}))
 
     archive = tmp_path / "tensorflow.tar"
     result = build_oci_image(workspace, "tensorflow", make_rootfs(tmp_path / "base.tar"), archive)

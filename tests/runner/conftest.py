@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.runner.wheels import FIXTURE_WHEELS, build_wheel, wheel_from_installed, write_simple_index
+from tests.support.isolation import without_pip_and_uv_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,9 +56,8 @@ class BaseEnv:
     site_packages: Path
 
 
-@pytest.fixture(scope="session")
-def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> BaseEnv:
-    root = tmp_path_factory.mktemp("base") / "env"
+def make_base_env(root: Path, wheelhouse: Path) -> BaseEnv:
+    """A venv on this Python holding basepkg 1.0 and packaging, from the fixture wheels, offline."""
     env = {**os.environ, "UV_OFFLINE": "1", "UV_FIND_LINKS": str(wheelhouse), "UV_NO_PROGRESS": "1"}
     env.pop("VIRTUAL_ENV", None)
     subprocess.run([real_uv(), "venv", str(root), "--python", sys.executable, "--quiet"], check=True, env=env)
@@ -78,6 +78,11 @@ def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Base
     return BaseEnv(root, python, site_packages)
 
 
+@pytest.fixture(scope="session")
+def base_env(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> BaseEnv:
+    return make_base_env(tmp_path_factory.mktemp("base") / "env", wheelhouse)
+
+
 @dataclass
 class UvRecorder:
     """A `uv` first on PATH that logs each call (and can pause in one), then runs the real uv."""
@@ -92,11 +97,9 @@ class UvRecorder:
         return sum(1 for call in self.calls() if call.startswith(prefix))
 
 
-@pytest.fixture()
-def uv_recorder(tmp_path: Path) -> UvRecorder:
-    folder = tmp_path / "uv-bin"
-    folder.mkdir()
-    log = tmp_path / "uv-calls.log"
+def write_uv_recorder(folder: Path, log: Path) -> UvRecorder:
+    """A `uv` script in `folder` that logs each call to `log` (and can pause in one), then runs the real uv."""
+    folder.mkdir(parents=True, exist_ok=True)
     script = folder / "uv"
     script.write_text(
         textwrap.dedent(
@@ -110,6 +113,11 @@ def uv_recorder(tmp_path: Path) -> UvRecorder:
     )
     script.chmod(0o755)
     return UvRecorder(folder, log)
+
+
+@pytest.fixture()
+def uv_recorder(tmp_path: Path) -> UvRecorder:
+    return write_uv_recorder(tmp_path / "uv-bin", tmp_path / "uv-calls.log")
 
 
 @dataclass
@@ -148,11 +156,12 @@ def job(tmp_path: Path) -> Job:
 def runner_env(tmp_path: Path, wheelhouse: Path, uv_recorder: UvRecorder) -> dict[str, str]:
     """A job's environment: offline uv on the fixture wheels, a private overlay cache, the uv recorder on PATH.
 
-    pip's settings are switched off (PIP_CONFIG_FILE=/dev/null, no PIP_ variables): the runner
-    honours them, and this machine's pip.conf names extra indexes and constraints. The tests
-    of pip settings put their own back.
+    pip's and uv's settings are switched off (tests/support/isolation.py): the runner honours
+    them, and this machine's pip.conf names a constraints file. The tests of pip settings put
+    their own back.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_", "PIP_", "UV_"))}
+    isolated = without_pip_and_uv_settings()
+    env = {k: v for k, v in isolated.items() if not k.startswith(("RUNNER_", "INPUT_", "OUTPUT_"))}
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     env.update(
@@ -160,7 +169,6 @@ def runner_env(tmp_path: Path, wheelhouse: Path, uv_recorder: UvRecorder) -> dic
             "UV_OFFLINE": "1",
             "UV_FIND_LINKS": str(wheelhouse),
             "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(tmp_path / "uv-cache")),
-            "PIP_CONFIG_FILE": os.devnull,
             "RUNNER_CACHE_DIR": str(tmp_path / "overlay-cache"),
             "PATH": os.pathsep.join([str(uv_recorder.folder), env.get("PATH", os.defpath)]),
         }

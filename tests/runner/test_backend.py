@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.contract import INPUTS, OUTPUTS
 from runner.resources import THREAD_VARIABLES, Resources, nvidia_devices
 from tests.runner.conftest import REPO, BaseEnv, Job, RunJob, UvRecorder, error_line, runner_command
 from tests.support.backend import log_level_of, may_read_as_progress, progress_of
@@ -415,13 +414,29 @@ def test_a_missing_submodule_is_not_a_package_to_add(job: Job, run_job: RunJob) 
 # --- the flavors' metadata and the runner agree ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flavor", ["pytorch", "tensorflow"])
-def test_the_flavors_ports_are_the_runners(flavor: str) -> None:
+FLAVORS = sorted(folder.name for folder in (REPO / "flavors").iterdir() if folder.is_dir())
+PORT_VARIABLES_SCRIPT = """\
+import json, os
+print(json.dumps(sorted(name for name in os.environ if name.startswith(("INPUT_", "OUTPUT_")))))
+"""
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_the_flavors_ports_are_the_runners(flavor: str, job: Job, run_job: RunJob) -> None:
+    """Every flavor folder, shipped or added: each input port is a variable the script gets, each output a file left.
+
+    Read from the YAML as oSPARC reads it (not through the CLI's validation, which refuses such ports too).
+    """
     metadata = yaml.safe_load((REPO / "flavors" / flavor / "metadata.yml").read_text())
-    assert set(metadata["inputs"]) <= {f"input_{n}" for n in range(1, INPUTS + 1)}
-    made = {f"output_{n}.zip": f"output_{n}" for n in range(1, OUTPUTS + 1)}
+    job.write("main.py", PORT_VARIABLES_SCRIPT)
+    result = run_job()
+    assert result.returncode == 0, result.stderr
+    variables = set(json.loads(result.stdout))
+    for key in metadata["inputs"]:
+        assert key.upper() in variables, f"input port {key}: the runner exports no {key.upper()}"
     for key, port in metadata["outputs"].items():
-        assert port["fileToKeyMap"].items() <= made.items(), key
+        for name in port.get("fileToKeyMap") or {key: key}:  # without one, oSPARC reads the port's key
+            assert (job.output_folder / name).is_file(), f"output port {key}: the runner leaves no {name}"
 
 
 def test_a_runner_bug_ends_as_a_failed_job_whose_traceback_reads_as_the_runners(

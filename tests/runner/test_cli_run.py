@@ -166,8 +166,16 @@ def test_python_runs_without_a_pixi_toml(job: Job, runner_env: dict[str, str], b
     without = cli_run(
         None, runner_env, "pytorch", "-i", str(job.input_folder), "-o", str(tmp_path / "o"), cwd=elsewhere
     )
-    assert without.returncode == 2
-    assert "no pixi.toml in this folder or above" in without.stderr and "--python" in without.stderr
+    ported = cli_run(
+        None, runner_env, "pytorch", "--port", f"input_1={job.code / 'main.py'}", "-o", str(tmp_path / "o"),
+        "--python", str(base_env.python), cwd=elsewhere,
+    )  # fmt: skip
+    for refused in (without, ported):  # one check, one message: the ports are the flavor's, read from its workspace
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == (
+            f"error: {elsewhere}: no pixi.toml in this folder or above "
+            "(run from the workspace root or pass --manifest-path; only --python with --input runs without one)"
+        )
 
 
 @pytest.mark.parametrize(
@@ -232,9 +240,7 @@ print("listing", sorted(p.name for p in folder.iterdir()))
 print("INPUT_2 is INPUT_FOLDER", os.environ["INPUT_2"] == str(folder))
 print("values", json.loads((folder / "inputs.json").read_text()))
 print("helper", __import__("helper").X, (folder / "settings.json").read_text())
-(Path(os.environ["OUTPUT_FOLDER"]) / "result.csv").write_text(os.environ.get("WRITE_RESULT", ""))
-if not os.environ.get("WRITE_RESULT"):
-    os.remove(Path(os.environ["OUTPUT_FOLDER"]) / "result.csv")
+(Path(os.environ["OUTPUT_2"]) / "result.csv").write_text("x,y\\n")
 """
 
 
@@ -250,12 +256,6 @@ def ported(manifest: Path, tmp_path: Path) -> tuple[Path, dict[str, Path]]:
         "input_3": {**port, "displayOrder": 3, "type": "data:application/zip"},
         "input_4": {**port, "displayOrder": 4, "type": "number"},
         "input_5": {**port, "displayOrder": 5, "type": "data:*/*", "fileToKeyMap": {"settings.json": "input_5"}},
-    }
-    metadata["outputs"]["output_3"] = {
-        **port,
-        "displayOrder": 3,
-        "type": "data:text/csv",
-        "fileToKeyMap": {"result.csv": "output_3"},
     }
     metadata_path.write_text(yaml.safe_dump(metadata, sort_keys=False))
     files = tmp_path / "files"
@@ -290,7 +290,7 @@ def test_ports_are_staged_and_read_as_the_backend_does(
     staging = tmp_path / "staged"
     common = ["pytorch", "--python", str(base_env.python), *port_args(files)]
     output = ["-o", str(tmp_path / "out")]
-    result = cli_run(manifest, {**runner_env, "WRITE_RESULT": "x,y\n"}, *common, *output, "--staging", str(staging))
+    result = cli_run(manifest, runner_env, *common, *output, "--staging", str(staging))
     assert result.returncode == 0, result.stderr
     listing = ["archive.zip", "data.csv", "helper.py", "inputs.json", "main.py", "settings.json"]
     assert result.stdout.splitlines() == [
@@ -302,13 +302,28 @@ def test_ports_are_staged_and_read_as_the_backend_does(
     assert sorted(p.name for p in staging.iterdir()) == listing
     assert f"input input_1: {files['code']} -> unpacked flat: 2 files" in result.stderr
     assert "input input_5: " in result.stderr and "-> settings.json" in result.stderr
-    assert "output output_3: result.csv (4 bytes)" in result.stderr
+    assert "output output_2: output_2.zip (" in result.stderr
+    with zipfile.ZipFile(tmp_path / "out" / "output_2.zip") as bundle:
+        assert bundle.read("result.csv") == b"x,y\n"
 
-    # the same job without its declared output: oSPARC would fail it, and so does the local run
-    missing = cli_run(manifest, runner_env, *common, "-o", str(tmp_path / "out2"))
-    assert missing.returncode == 4
-    assert last_line(missing) == (
-        f"error: {tmp_path / 'out2'}: output port(s) output_3 (result.csv) missing: oSPARC would fail this job "
+
+def test_a_missing_output_port_fails_the_local_run_as_it_would_fail_the_job(
+    manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a runner that lost an output gets here: metadata.yml may declare no port the runner does not write."""
+    from cli.flavors import get_flavor
+    from cli.local_run import report_outputs
+    from cli.lockengine.manifest import load_workspace
+
+    flavor = get_flavor(load_workspace(manifest), "pytorch")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "output_1.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: 22 bytes
+    assert report_outputs(flavor, outputs) == 4
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "output output_1: output_1.zip (22 bytes)"
+    assert lines[-1] == (
+        f"error: {outputs}: output port(s) output_2 (output_2.zip) missing: oSPARC would fail this job "
         "(write them, or give the ports a default in metadata.yml)"
     )
 

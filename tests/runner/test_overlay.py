@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner.conftest import REPO, BaseEnv, Job, RunJob, UvRecorder, error_line, real_uv, runner_command
+from tests.runner.conftest import (
+    REPO,
+    BaseEnv,
+    Job,
+    RunJob,
+    UvRecorder,
+    error_line,
+    make_base_env,
+    real_uv,
+    runner_command,
+    write_uv_recorder,
+)
 
 WHERE_SCRIPT = """\
 import json, os, sys
@@ -345,6 +356,20 @@ def test_runner_uv_names_the_executable(
     result = run_job(env={"RUNNER_UV": str(uv_recorder.folder / "uv"), "PATH": path})
     assert result.returncode == 0, result.stderr
     assert uv_recorder.count("pip sync") == 1
+
+
+def test_the_uv_next_to_the_base_wins_over_one_on_path(
+    job: Job, run_job: RunJob, uv_recorder: UvRecorder, wheelhouse: Path, tmp_path: Path
+) -> None:
+    """The base's uv is the flavor's locked one; PATH may start with any other (a CLI virtualenv's, the machine's)."""
+    base = make_base_env(tmp_path / "base-with-uv", wheelhouse)
+    locked = write_uv_recorder(base.python.parent, tmp_path / "locked-uv-calls.log")
+    job.write("main.py", WHERE_SCRIPT)
+    job.write("requirements.txt", "onlyhere\n")
+    result = run_job(python=base.python)  # uv_recorder is first on PATH
+    assert result.returncode == 0, result.stderr
+    assert locked.count("pip sync") == 1
+    assert uv_recorder.calls() == []
 
 
 def test_without_uv_a_requirements_file_is_an_overlay_error(

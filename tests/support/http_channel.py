@@ -4,18 +4,27 @@ A fault is set per archive file name: `404` answers Not Found, `truncate` promis
 length and closes the connection half way, `wrong` serves another package's (valid) archive,
 as a stale proxy might, and `garbage` the right length of bytes that are no archive at all.
 A refused connection needs no server: `refused_url()` names a port nothing listens on.
+
+A client that hangs up in the middle of an answer (py-rattler drops a download once it knows
+the bytes are wrong) makes the handler fail; socketserver would print that traceback from the
+server's thread, where no test captures it. The server keeps such errors in `errors` instead,
+and logs any other.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import socket
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class ChannelServer(ThreadingHTTPServer):
@@ -27,11 +36,19 @@ class ChannelServer(ThreadingHTTPServer):
         self.faults: dict[str, str] = {}
         self.requests: Counter[str] = Counter()
         self.bytes_sent = 0
+        self.errors: list[BaseException | None] = []
         self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        with self._lock:
+            self.errors.append(error)
+        if not isinstance(error, ConnectionError):
+            log.warning("the channel server failed on a request from %s: %r", client_address, error)
 
     def count(self, name: str, size: int) -> None:
         with self._lock:

@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-PIXI_TOML = """\
-[workspace]
-name = "fixture-runners"
-version = "0.1.0"
-channels = ["{channel}"]
-platforms = [{{ platform = "linux-64", cuda = "12" }}]
+REPO = Path(__file__).resolve().parents[2]
 
-[feature.cuda.dependencies]
-cuda-version = "12.*"
+FLAVOR_DEPENDENCIES = {
+    "pytorch": 'pytorch = { version = "*", build = "cuda*" }\ntorchvision = "*"\n',
+    "tensorflow": 'tensorflow = { version = "*", build = "cuda*" }\n',
+}
 
-[feature.runner.dependencies]
-python = "3.12.*"
-uv = "*"
 
-[feature.pytorch.dependencies]
-pytorch = {{ version = "*", build = "cuda*" }}
-torchvision = "*"
-
-[feature.tensorflow.dependencies]
-tensorflow = {{ version = "*", build = "cuda*" }}
-
-[environments]
-pytorch = ["pytorch", "cuda", "runner"]
-tensorflow = ["tensorflow", "cuda", "runner"]
-"""
+def pixi_toml(
+    channel_url: str,
+    flavors: Mapping[str, str] = FLAVOR_DEPENDENCIES,
+    *,
+    name: str = "fixture-runners",
+    python: str = "3.12",
+    runner_extra: str = "",
+) -> str:
+    """The manifest of a runner workspace: shared `cuda` and `runner` features, one feature and
+    environment a flavor (`flavors`: name → its `[feature.<name>.dependencies]` lines)."""
+    features = "".join(f"[feature.{flavor}.dependencies]\n{lines}\n" for flavor, lines in flavors.items())
+    environments = "".join(f'{flavor} = ["{flavor}", "cuda", "runner"]\n' for flavor in flavors)
+    return (
+        f'[workspace]\nname = "{name}"\nversion = "0.1.0"\nchannels = ["{channel_url}"]\n'
+        'platforms = [{ platform = "linux-64", cuda = "12" }]\n\n'
+        '[feature.cuda.dependencies]\ncuda-version = "12.*"\n\n'
+        f'[feature.runner.dependencies]\npython = "{python}.*"\nuv = "*"\n{runner_extra}\n'
+        f"{features}[environments]\n{environments}"
+    )
 
 
 def flavor_metadata(flavor: str, version: str = "1.0.0") -> dict[str, object]:
@@ -68,7 +72,7 @@ def flavor_metadata(flavor: str, version: str = "1.0.0") -> dict[str, object]:
 
 def write_workspace(root: Path, channel_url: str, flavors: tuple[str, ...] = ("pytorch", "tensorflow")) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pixi.toml").write_text(PIXI_TOML.format(channel=channel_url))
+    (root / "pixi.toml").write_text(pixi_toml(channel_url))
     for flavor in flavors:
         folder = root / "flavors" / flavor
         folder.mkdir(parents=True, exist_ok=True)
@@ -89,4 +93,30 @@ def lock_and_export(root: Path, *, generate: bool = False) -> Path:
     write_exports(workspace)
     if generate:
         write_generated(workspace)
+    return root
+
+
+def committed_workspace(target: Path) -> Path:
+    """A copy of this repository's committed workspace: the files at its top (pixi.toml, pixi.lock, …),
+    flavors/ and envs/ (what the benches run the CLI on, away from the working tree)."""
+    target.mkdir(parents=True)
+    for path in REPO.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy(path, target / path.name)
+    for folder in ("flavors", "envs"):
+        shutil.copytree(REPO / folder, target / folder)
+    return target
+
+
+def locked_one_package_workspace(root: Path, channel: Path, package: str, name: str) -> Path:
+    """A workspace whose default environment is `package` from `channel`, locked in-process (the benches')."""
+    from cli.lockengine.locking import LockRequest, lock_workspace, write_result
+    from cli.lockengine.manifest import load_workspace
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pixi.toml").write_text(
+        f'[workspace]\nname = "{name}"\nchannels = ["{channel.as_uri()}"]\nplatforms = ["linux-64"]\n\n'
+        f'[dependencies]\n{package} = "*"\n'
+    )
+    write_result(lock_workspace(load_workspace(root), LockRequest()))
     return root
