@@ -36,7 +36,7 @@ from pathlib import Path
 
 from runner import records, seal
 from runner.cache import DISCARDED
-from runner.channel import error_of
+from runner.channel import error_of, kind_of
 from runner.errors import OverlayError, RunnerError
 from runner.identities import Identities, Identity, kill_processes_of
 from runner.logs import log
@@ -306,7 +306,7 @@ class _BuilderRun:
             installed = install(self.plan, self.base, self.stage, uv)
             answer = {"packages": installed.packages, "shadowed": installed.shadowed, "lock_text": installed.lock_text}
         except RunnerError as error:
-            answer = {"error": type(error).__name__, "reason": error.reason, "fix": error.fix, "details": error.details}
+            answer = {"error": kind_of(error), "reason": error.reason, "fix": error.fix, "details": error.details}
         except BaseException as error:
             import traceback
 
