@@ -8,9 +8,12 @@ when a process dies:
 - the use lock is held shared by every run using the overlay and taken exclusively by
   `prune`, so an overlay is never deleted under a running job.
 
-In the image, root's supervisor keeps this cache (`owner` 0) and builds each overlay in
-`building/<key>.<random>` before renaming it into `overlays/` (runner/staging.py): an
-overlay there is complete once it exists, and one that root does not own is never used.
+Every overlay is built in `building/<key>.<random>` and published into `overlays/` by one
+rename (runner/publish.py): an overlay there is complete once it exists. In the image root's
+supervisor keeps this cache (`owner` 0; runner/staging.py), and an overlay root does not own
+is never used. A killed build (oSPARC cancels a job with SIGKILL) leaves its staging folders
+behind: each request first sweeps those nobody works in any more (`sweep`), told by the
+locks their owners held, which the kernel released when they died.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ import errno
 import fcntl
 import json
 import os
+import secrets
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from runner import seal
+from runner.nofollow import open_folder, read_text
 
 MARKER = "overlay.json"
 DEFAULT_MAX_AGE_DAYS = 30.0
-STALE_REQUEST_SECONDS = 86400.0  # a supervisor's copy of a job's files lives for one request
+REQUEST = "request"  # building/request.<random>: the image's supervisor's copy of a job's files (runner/channel.py)
+DISCARDED = ".discarded-"  # what the image's supervisor empties is renamed so first (runner/staging.py)
 
 
 def default_cache_root(environ: Mapping[str, str]) -> Path:
@@ -131,10 +138,26 @@ class Cache:
 
     def read_marker(self, key: str) -> dict[str, object] | None:
         try:
-            data = json.loads(self.marker(key).read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.marker(key)))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def new_staging(self, key: str) -> Path:
+        """A new, empty staging folder for a build of `key` (the caller holds the key's build lock)."""
+        self.building.mkdir(parents=True, exist_ok=True)
+        folder = self.building / f"{key}.{secrets.token_hex(16)}"
+        os.mkdir(folder, 0o700)
+        return folder
+
+    def new_request(self, mode: int = 0o700) -> HeldFolder:
+        """`building/request.<random>`, locked for as long as the caller holds it (a sweep leaves it alone)."""
+        while True:
+            folder = self.building / f"{REQUEST}.{secrets.token_hex(16)}"
+            os.mkdir(folder, mode)
+            held = HeldFolder.lock(folder)
+            if held is not None:
+                return held
 
     def entries(self) -> list[CacheEntry]:
         try:
@@ -207,41 +230,72 @@ class Cache:
                 use.release()
             removed.append((entry, reason))
         if not dry_run:
-            self.remove_leftovers()
+            self.sweep()
         return removed
 
-    def remove_leftovers(self, key: str | None = None) -> None:
-        """Staging folders of builds that no longer run (a killed container's), of `key` or all.
+    def sweep(self) -> None:
+        """Remove what killed builds and requests left in `building/` (and half-emptied folders), none in use.
 
-        `<key>.<random>[.work]` goes when nobody holds the key's build lock (the caller may: it
-        is the one building `key`), `request.<random>` when older than a day.
+        `<key>.<random>[.work|.seal]` goes when nobody holds the key's build lock (taken here
+        while removing, so no build of that key starts meanwhile), `request.<random>` when nobody
+        holds its own lock (`new_request`).
         """
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.root):
+                if name.startswith(DISCARDED):
+                    seal.remove(self.root / name)
         try:
             names = os.listdir(self.building)
         except OSError:
             return
-        free: dict[str, bool] = {}
-        for name in names:
+        for name in sorted(names):
             head = name.split(".", 1)[0]
             path = self.building / name
-            if head == "request":
+            if head == REQUEST:
+                held = HeldFolder.lock(path, blocking=False)
+                if held is not None:
+                    seal.remove(path)
+                    held.release()
+                continue
+            lock = self.build_lock(head)
+            try:
+                free = lock.acquire(blocking=False)
+            except OSError:
+                continue
+            if free:
                 try:
-                    stale = time.time() - os.lstat(path).st_mtime > STALE_REQUEST_SECONDS
-                except OSError:
-                    continue
-                if stale and key is None:
                     seal.remove(path)
-                continue
-            if key is not None:
-                if head == key:
-                    seal.remove(path)
-                continue
-            if head not in free:
-                lock = self.build_lock(head)
-                free[head] = lock.acquire(blocking=False)
-                lock.release()
-            if free[head]:
-                seal.remove(path)
+                finally:
+                    lock.release()
+
+
+class HeldFolder:
+    """A folder and an exclusive flock on it, released by `release` or when the holder dies."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def lock(cls, path: Path, blocking: bool = True) -> HeldFolder | None:
+        """The folder locked; None if it is gone (or, without `blocking`, locked by someone else)."""
+        try:
+            fd = open_folder(path)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            if os.fstat(fd).st_nlink == 0 or not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise FileNotFoundError(path)  # a sweep removed it before we had it locked
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def folder_size(path: Path) -> int:
@@ -259,13 +313,3 @@ def human_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `path` so that readers see either nothing or the whole file (the completion marker relies on it)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -214,6 +214,11 @@ def _add_file(tar: tarfile.TarFile, path: str, added: set[str]) -> None:
         raise BadInput(f"{path}: cannot read it ({error.strerror})", "ship files the job can read") from None
 
 
+def kind_of(error: RunnerError) -> str:
+    """The name the other side rebuilds `error` from (a subclass, e.g. records.Mismatch, travels as its base)."""
+    return next((name for name, kind in _ERRORS.items() if isinstance(error, kind)), type(error).__name__)
+
+
 def error_of(answer: dict[str, object]) -> Exception:
     kind = _ERRORS.get(str(answer.get("type")))
     reason = str(answer.get("reason", ""))
@@ -273,7 +278,7 @@ class Request:
 
     def fail(self, error: Exception) -> None:
         if isinstance(error, RunnerError):
-            header: dict[str, object] = {"kind": "error", "type": type(error).__name__, "reason": error.reason,
+            header: dict[str, object] = {"kind": "error", "type": kind_of(error), "reason": error.reason,
                                          "fix": error.fix, "details": error.details}  # fmt: skip
         else:
             header = {"kind": "error", "type": "internal", "reason": f"{type(error).__name__}: {error}"}

@@ -16,10 +16,12 @@ sync`) are separate steps so that the exact set, with hashes, is known before an
 is installed: the duplicate-CUDA guard looks at it, and the run summary records it.
 
 Overlays are shared between jobs, so one job must not change what the next one runs:
-uv copies files out of its cache (no shared inode), the overlay is byte-compiled and then
-sealed (`seal.py`: a sha256 of every file, no write permission left), and every reuse
-checks the seal first; a changed overlay is discarded and built again. Packages from an
-index or a URL must be wheels unless the job allows builds (`sources.py`).
+uv copies files out of its cache (no shared inode) into a staging folder; the sealer copies
+the venv from there into a folder of its own, checks every file against its distribution's
+RECORD, byte-compiles and seals it (`publish.py`, `seal.py`: a sha256 of every file, no
+write permission left) and renames it into the cache; every reuse checks the seal first, and
+a changed overlay is discarded and built again. Packages from an index or a URL must be
+wheels unless the job allows builds (`sources.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -35,17 +38,19 @@ from pathlib import Path
 
 from runner import cuda, seal
 from runner.base import BaseEnvironment
-from runner.cache import MARKER, Cache, FileLock, write_atomically
+from runner.cache import MARKER, Cache, FileLock
 from runner.errors import BadInput, OverlayError
 from runner.logs import log
+from runner.nofollow import read_text
 from runner.requirements import InvalidRequirement, Requirement, RequirementSet, canonical_name, parse_requirement
 from runner.uv import Uv, summarize
 
-FORMAT = 2  # 2: sealed (files.sha256 + read-only), copied from uv's cache, wheels only by default
+# 3: the sealer's own copy of the built venv, checked against RECORD (runner/publish.py); 2: sealed where it was
+# built (a source build could plant links there), so never trusted again.
+FORMAT = 3
 PROTECT = "protect"
 OVERRIDE = "override"
 POLICIES = (PROTECT, OVERRIDE)
-PTH_NAME = "_osparc_runner_base.pth"
 UNSEALED = "an older runner made it"
 SEAL_SKIP = frozenset({MARKER})  # the marker records the seal, so it cannot be part of it
 MAX_SHADOW_ROUNDS = 3
@@ -306,14 +311,15 @@ def ensure_overlay(
 
     An overlay whose files changed since it was sealed is never used: the change is logged,
     naming a file, and the overlay is discarded and built again. `build` makes a new one:
-    locally, in place by this process (`build_in_place`); in the image, in a staging folder
-    by another identity (runner/staging.py).
+    locally by this process (`build_here`); in the image by a builder identity, sealed by
+    root (runner/staging.py); both in a staging folder, published by runner/publish.py.
     """
     started = time.monotonic()
     key = the_plan.key
     sources = the_plan.requirements.sources
     sources.refuse()
     cache.ensure()
+    cache.sweep()  # what killed builds left behind
     use = cache.use_lock(key)
     use.acquire(shared=True)
     try:
@@ -337,7 +343,7 @@ def ensure_overlay(
                         seal.remove(cache.folder(key))
                     if not the_plan.compared:
                         the_plan = compare(the_plan, base)
-                    overlay = (build or build_in_place)(the_plan, base, cache, key, make_uv, started)
+                    overlay = (build or build_here)(the_plan, base, cache, key, make_uv, started)
                     overlay.rebuilt_because = problem
             finally:
                 build_lock.release()
@@ -353,11 +359,13 @@ def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -
     folder = cache.folder(key)
     if cache.owner is not None:
         try:
-            owner = os.lstat(folder).st_uid
+            status = os.lstat(folder)
         except OSError:
             return None, None
-        if owner != cache.owner:
-            return None, f"overlays/{key} belongs to UID {owner}, not to the cache's owner {cache.owner}"
+        if status.st_uid != cache.owner:
+            return None, f"overlays/{key} belongs to UID {status.st_uid}, not to the cache's owner {cache.owner}"
+        if not stat.S_ISDIR(status.st_mode):
+            return None, f"overlays/{key} is not a folder"
     data = cache.read_marker(key)
     if data is None:
         return None, None
@@ -372,6 +380,10 @@ def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -
     packages = data.get("packages")
     shadowed = data.get("shadowed")
     lock_file = folder / "requirements.lock.txt"
+    try:
+        lock_text = read_text(lock_file)
+    except (OSError, UnicodeDecodeError):
+        lock_text = ""
     overlay = Overlay(
         key,
         folder,
@@ -379,14 +391,14 @@ def _reuse(cache: Cache, key: str, started: float, sources: dict[str, object]) -
         shadowed if isinstance(shadowed, list) else [],
         True,
         time.monotonic() - started,
-        lock_file.read_text(encoding="utf-8") if lock_file.exists() else "",
+        lock_text,
         sources,
     )
     log.info("overlay %s reused (%d packages, seal checked)", key, len(overlay.packages))
     return overlay, None
 
 
-def build_in_place(
+def build_here(
     the_plan: Plan,
     base: BaseEnvironment,
     cache: Cache,
@@ -394,22 +406,23 @@ def build_in_place(
     make_uv: Callable[[Path | None], Uv],
     started: float,
 ) -> Overlay:
-    """Build the overlay in its cache folder, as this process (local runs), then seal it there."""
-    folder = cache.folder(key)
-    if folder.exists():
-        log.warning("overlay %s is half-built (an earlier build was interrupted): rebuilding it", key)
-        seal.remove(folder)
-    folder.mkdir(parents=True)
+    """Build the overlay as this process (local runs) in a staging folder, then publish it sealed.
+
+    The same steps as the image's builder and root (runner/staging.py), in one process: a
+    build killed half-way leaves only a staging folder, which the next request removes.
+    """
+    from runner.publish import publish
+
+    stage = cache.new_staging(key)
     log.info("building overlay %s", key)
     try:
-        uv = make_uv(folder / "uv.log")
-        installed = install(the_plan, base, folder, uv)
+        installed = install(the_plan, base, stage, make_uv(stage / "uv.log"))
         seconds = time.monotonic() - started
-        seal_overlay(folder, key, the_plan, base, installed, seconds)
-    except BaseException:
-        # Remove what we can; a folder left behind has no marker and is rebuilt by the next run.
-        seal.remove(folder)
-        raise
+        folder = cache.folder(key)
+        seal.remove(folder)  # an older runner's half-built folder
+        publish(stage, folder, key, the_plan, base, installed, seconds)
+    finally:
+        seal.remove(stage)
     return built(key, folder, the_plan, installed, seconds)
 
 
@@ -430,8 +443,9 @@ def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Inst
     In the image this runs as the builder, which owns uv's shared cache: it must run no
     third-party code. uv runs no code of a wheel when it installs one, but any Python started
     on a venv runs the `.pth` files installed there: so uv never meets a venv holding
-    packages (a new one for each round), and the byte code is compiled by the venv's Python
-    without its site (`-S`), not by uv's `--compile-bytecode`, which starts it with its site.
+    packages (a new one for each round), and the byte code is compiled later by the base
+    interpreter without its site (runner/publish.py), not by uv's `--compile-bytecode`, which
+    starts the venv's Python with its site.
     """
     requirements = the_plan.requirements
     sources = requirements.sources
@@ -450,7 +464,6 @@ def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Inst
         uv.run(
             ["venv", str(venv), "--python", str(base.python), "--no-project", "--relocatable", "--quiet"], cwd=folder
         )
-        _link_base(venv, base)
         if packages:
             # Copies, never links into uv's cache: a job editing its overlay must not edit the cache
             # (and every overlay later made from it).
@@ -478,39 +491,13 @@ def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Inst
             "the overlay still conflicts with the base after shadowing",
             "pin compatible versions in requirements.txt",
         )
-    # Byte-compiled now: a sealed overlay cannot be written when its modules are first imported.
-    _compile(venv, uv)
     recorded = _record(packages, _site_packages(venv))
     for record in recorded:
         if isinstance(record.get("url"), str):
             record["url"] = requirements.virtual(str(record["url"]))
-    lock_text = requirements.virtual(lock_text)
-    (folder / "requirements.lock.txt").write_text(lock_text, encoding="utf-8")  # the record, as the job wrote it
-    return Installed(recorded, sorted(shadowed), lock_text)
-
-
-def seal_overlay(
-    folder: Path, key: str, the_plan: Plan, base: BaseEnvironment, installed: Installed, seconds: float
-) -> None:
-    """Record every file's sha256 and the marker, then take every write permission away."""
-    requirements = the_plan.requirements
-    marker = {
-        "format": FORMAT,
-        "key": key,
-        "created": time.time(),
-        "seconds": round(seconds, 3),
-        "python": str(base.python),
-        "base_fingerprint": base.fingerprint,
-        "policy": the_plan.policy,
-        "requirements": requirements.virtual(requirements.requirements_in()).splitlines(),
-        "shadowed": installed.shadowed,
-        "packages": installed.packages,
-        "sources": requirements.sources.record(),
-        "manifest_sha256": seal.record(folder, SEAL_SKIP),
-    }
-    # Written last: its presence is what makes the overlay usable (see cache.py); then nothing is writable.
-    write_atomically(folder / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
-    seal.make_read_only(folder)
+    # The venv is byte-compiled and linked to the base by whoever seals it (runner/publish.py), after the check
+    # of its files; the lock goes there as the job wrote it.
+    return Installed(recorded, sorted(shadowed), requirements.virtual(lock_text))
 
 
 def built(key: str, folder: Path, the_plan: Plan, installed: Installed, seconds: float) -> Overlay:
@@ -518,24 +505,6 @@ def built(key: str, folder: Path, the_plan: Plan, installed: Installed, seconds:
     log.info("overlay %s built and sealed in %.1f s: %s", key, seconds, names or "nothing to add")
     sources = the_plan.requirements.sources.record()
     return Overlay(key, folder, installed.packages, installed.shadowed, False, seconds, installed.lock_text, sources)
-
-
-# Run by the overlay's Python without its site (no .pth file runs); a file that does not compile is left as
-# source, as uv's --compile-bytecode leaves it.
-_COMPILE = "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)"
-
-
-def _compile(venv: Path, uv: Uv) -> None:
-    import subprocess
-
-    command = [str(venv / "bin" / "python"), "-I", "-S", "-c", _COMPILE, str(_site_packages(venv))]
-    done = subprocess.run(command, env=uv.environ, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise OverlayError(
-            f"cannot byte-compile the overlay: {(done.stderr.strip().splitlines() or ['no output'])[-1]}",
-            "see the runner's log",
-            details=done.stderr,
-        )
 
 
 def _resolve(
@@ -581,12 +550,6 @@ def _resolve(
     if duplicates:
         _refuse_or_warn(duplicates, the_plan.policy)
     return packages, lock_text
-
-
-def _link_base(venv: Path, base: BaseEnvironment) -> None:
-    """Make the overlay see exactly the base's site folders, after its own (see module docstring)."""
-    lines = [f"import site; site.addsitedir({folder!r})\n" for folder in base.site_dirs]
-    (_site_packages(venv) / PTH_NAME).write_text("".join(lines), encoding="utf-8")
 
 
 def _site_packages(venv: Path) -> Path:

@@ -209,13 +209,12 @@ class RequirementLine:
 
 
 class DirectReference:
-    """A bare path or URL line (`./wheels/tool-1.0-py3-none-any.whl`, `-e ./src`); name unknown until built."""
+    """A bare path or URL line (`./wheels/tool-1.0-py3-none-any.whl`, `./src`); name unknown until built."""
 
-    __slots__ = ("editable", "marker", "target", "where")
+    __slots__ = ("marker", "target", "where")
 
-    def __init__(self, target: str, editable: bool = False, marker: str | None = None, where: str = "") -> None:
+    def __init__(self, target: str, marker: str | None = None, where: str = "") -> None:
         self.target = target
-        self.editable = editable
         self.marker = marker
         self.where = where
 
@@ -224,8 +223,7 @@ class DirectReference:
         return not _URL_SCHEME.match(self.target) or self.target.startswith("file:")
 
     def line(self) -> str:
-        text = ("-e " if self.editable else "") + self.target
-        return text + (f" ; {self.marker}" if self.marker else "")
+        return self.target + (f" ; {self.marker}" if self.marker else "")
 
 
 class RequirementSet:
@@ -344,21 +342,26 @@ class RequirementSet:
         return text.replace(str(self.root), "") if self.root is not None else text
 
     def _local_digests(self) -> list[str]:
-        """Contents of local packages and find-links folders, so a changed file gives a new overlay."""
+        """What the local files a build can read hold, so that other content gives another overlay.
+
+        The job's own files (local packages, requirements.txt's find-links and index folders):
+        the sha256 of every file, hidden ones and caches included (a build may read them). In
+        the image root hashes its own copy of them and builds from that same copy, so the job
+        cannot change them between the two. Local locations from the settings (UV_FIND_LINKS,
+        pip.conf; the service's, read where they are) by each file's size, times and inode
+        instead, which stays fast for a large wheel folder: a change by anyone but root (a
+        write, a rename, a restored modification time) changes the file's ctime, so an overlay
+        built while such a folder was being changed is never found again.
+        """
         digests = []
-        targets = [r.target for r in self.direct if r.is_local and not r.editable]
+        targets = [r.target for r in self.direct if r.is_local]
         targets += [r.url for r in self.lines if r.url.startswith("file:")]
+        targets += [x for x in (self.index_url, *self.extra_index_urls, *self.find_links) if x and _is_local(x)]
         for target in targets:
-            path = Path(target.removeprefix("file://"))
-            if path.is_file():
-                digests.append(f"{target} {_file_digest(path)}")
-            elif path.is_dir():
-                digests.append(f"{target} {_tree_digest(path)}")
-        for link in self.find_links:
-            folder = Path(link.removeprefix("file://"))
-            if (not _URL_SCHEME.match(link) or link.startswith("file:")) and folder.is_dir():
-                listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
-                digests.append(f"{link} {hashlib.sha256(repr(listing).encode()).hexdigest()}")
+            digests.append(f"{target} {_content_digest(Path(_local_path(target)))}")
+        for location in self.sources.local_locations():
+            if location not in targets:
+                digests.append(f"{location} {_stat_digest(Path(_local_path(location)))}")
         return digests
 
 
@@ -375,13 +378,54 @@ def _project_name(folder: Path) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _tree_digest(folder: Path) -> str:
-    """A local package's sources (hidden files and caches left out)."""
+def _is_local(location: str) -> bool:
+    return not _URL_SCHEME.match(location) or location.startswith("file:")
+
+
+def _local_path(location: str) -> str:
+    """The path of a local location (`file:///x`, `file:x` or a path)."""
+    from urllib.parse import unquote
+
+    if location.startswith("file:"):
+        return unquote(location.removeprefix("file:").removeprefix("//"))
+    return location
+
+
+def _content_digest(path: Path) -> str:
+    """sha256 of a file, or of every entry under a folder (files by content, links by target); '-' if absent."""
+    if path.is_file():
+        return _file_digest(path)
+    if not path.is_dir():
+        return "-"
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in relative.parts):
-            digest.update(f"{relative.as_posix()} {_file_digest(path)}\n".encode())
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            entry = os.path.join(folder, name)
+            relative = os.path.relpath(entry, path)
+            if os.path.islink(entry) and not os.path.isfile(entry):
+                content = "link " + os.readlink(entry)
+            else:
+                content = _file_digest(Path(entry))
+            digest.update(f"{relative!r} {content}\n".encode())
+    return digest.hexdigest()
+
+
+def _stat_digest(path: Path) -> str:
+    """Of every entry under `path` (or of `path`): name, type, size, inode, modification and change times."""
+    digest = hashlib.sha256()
+    walked = os.walk(path) if path.is_dir() else [(str(path.parent), [], [path.name])]
+    for folder, dirs, files in walked:
+        dirs.sort()
+        for name in sorted(files):
+            entry = os.path.join(folder, name)
+            try:
+                status = os.stat(entry)
+            except OSError:
+                continue
+            fields = [status.st_mode, status.st_size, status.st_dev, status.st_ino, status.st_mtime_ns]
+            fields.append(status.st_ctime_ns)
+            digest.update(f"{os.path.relpath(entry, path)!r} {fields}\n".encode())
     return digest.hexdigest()
 
 
@@ -486,9 +530,12 @@ class _Reader:
         elif flag == "--no-index":
             result.no_index = True
         elif flag in ("-e", "--editable"):
-            if not value:
-                raise self.fail(where, text, "-e needs a path")
-            result.direct.append(DirectReference(self.local_target(value, folder, where, text), True, None, where))
+            # An overlay is a sealed copy shared by every job that asks for the same: an editable install would
+            # point it at this job's code folder, which the next job does not have (and uv dropped it silently).
+            raise BadInput(
+                f"{where}: {text!r}: editable installs (-e) are not supported in requirements.txt",
+                f"write {value or './your-package'!r} without -e: the package is installed as a copy",
+            )
         elif flag == "--pre":
             result.uv_flags += ["--prerelease", "allow"]
         elif flag in ("--only-binary", "--no-binary"):
@@ -514,9 +561,10 @@ class _Reader:
     def location(self, value: str, folder: Path, where: str, text: str) -> str:
         """An index or find-links location; a relative local path is relative to the requirements file."""
         value = self.required(value, where, text)
-        if _URL_SCHEME.match(value):
+        if not _is_local(value):
             return value
-        return str(self.local(folder, value))
+        # A file: URL is a local path too: read (in the image, from root's copy of it) and keyed like one.
+        return str(self.local(folder, _local_path(value)))
 
     def local_target(self, value: str, folder: Path, where: str, text: str) -> str:
         if _URL_SCHEME.match(value) and not value.startswith("file:"):
@@ -544,7 +592,7 @@ class _Reader:
                 )
             target, _, marker = body.partition(";")
             reference = DirectReference(
-                self.local_target(target.strip(), folder, where, text), False, marker.strip() or None, where
+                self.local_target(target.strip(), folder, where, text), marker.strip() or None, where
             )
             self.result.direct.append(reference)
             return

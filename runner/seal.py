@@ -26,15 +26,27 @@ import shutil
 import stat
 from pathlib import Path
 
+from runner.nofollow import is_plain_name, open_regular, read_text, shown, write_new
+
 MANIFEST = "files.sha256"
+_KINDS = ("f", "l", "o")
 _CHUNK = 1 << 20
 PARALLEL_FROM_BYTES = 16 * 1024 * 1024  # below, threads cost more than they save
 
 
 def record(folder: Path, skip: frozenset[str]) -> str:
-    """Write `folder/files.sha256` (every entry but `skip` and itself); return the sha256 of that text."""
-    text = "".join(f"{kind} {digest} {path}\n" for path, (kind, digest) in sorted(_listing(folder, skip).items()))
-    (folder / MANIFEST).write_text(text, encoding="utf-8")
+    """Write `folder/files.sha256` (every entry but `skip` and itself); return the sha256 of that text.
+
+    `folder` is the sealer's own (runner/publish.py made it and copied every file into it), so
+    nobody else can rename or replace what is listed here; the list itself is a new file, never
+    written through a link, and names that would break its one-entry-a-line format are refused.
+    """
+    listing = _listing(folder, skip)
+    for path in listing:
+        if not all(is_plain_name(part) for part in path.split("/")):
+            raise ValueError(f"{shown(path)}: a name files.sha256 cannot record on one line")
+    text = "".join(f"{kind} {digest} {path}\n" for path, (kind, digest) in sorted(listing.items()))
+    write_new(folder / MANIFEST, text.encode("utf-8"), 0o444)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -53,28 +65,42 @@ def make_read_only(folder: Path) -> None:
 def check(folder: Path, manifest_digest: str, skip: frozenset[str]) -> str | None:
     """None when `folder` holds exactly what it held when sealed; else what differs, naming one file."""
     try:
-        text = (folder / MANIFEST).read_text(encoding="utf-8")
+        text = read_text(folder / MANIFEST)
     except (OSError, UnicodeDecodeError):
         return f"{MANIFEST} is missing"
     if hashlib.sha256(text.encode()).hexdigest() != manifest_digest:
         return f"{MANIFEST} changed"
-    expected: dict[str, tuple[str, str]] = {}
-    for line in text.splitlines():
-        kind, digest, path = line.split(" ", 2)
-        expected[path] = (kind, digest)
+    expected = _parse(text)
+    if expected is None:
+        return f"{MANIFEST} cannot be read"
     try:
         found = _listing(folder, skip | {MANIFEST})
     except OSError as error:  # e.g. a folder or file whose read permission was taken away
         where = os.path.relpath(error.filename, folder) if error.filename else "a file"
-        return f"{where} cannot be read ({error.strerror})"
+        return f"{shown(where)} cannot be read ({error.strerror})"
     for path in sorted(expected.keys() | found.keys()):
         if path not in found:
-            return f"{path} is missing"
+            return f"{shown(path)} is missing"
         if path not in expected:
-            return f"{path} was added"
+            return f"{shown(path)} was added"
         if found[path] != expected[path]:
-            return f"{path} changed"
+            return f"{shown(path)} changed"
     return None
+
+
+def _parse(text: str) -> dict[str, tuple[str, str]] | None:
+    """path -> (kind, digest) as `record` wrote them; None for a text it cannot have written."""
+    expected: dict[str, tuple[str, str]] = {}
+    lines = text.split("\n")
+    if lines.pop() != "":  # every line ends with a newline
+        return None
+    for line in lines:
+        kind, _, rest = line.partition(" ")
+        digest, _, path = rest.partition(" ")
+        if kind not in _KINDS or not path or not (digest == "-" or len(digest) == 64):
+            return None
+        expected[path] = (kind, digest)
+    return expected
 
 
 def remove(folder: Path) -> None:
@@ -134,7 +160,7 @@ def _listing(folder: Path, skip: frozenset[str]) -> dict[str, tuple[str, str]]:
 
 
 def _file_sha256(path: str) -> str:
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:
         digest = hashlib.sha256()
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)

@@ -119,6 +119,12 @@ class Sources:
                     )
         return lines
 
+    def local_locations(self) -> list[str]:
+        """The index, extra index and find-links locations that are local paths (constraints: see key_lines)."""
+        locations = [self.default_index] if self.default_index is not None else []
+        locations += [*self.extra_indexes, *self.find_links]
+        return [x.value for x in locations if not _SCHEME.match(x.value) or x.value.startswith("file:")]
+
     def uv_environment(self, environ: Mapping[str, str]) -> dict[str, str]:
         """uv's environment: `environ` without the merged UV_ variables, plus pip's transport settings."""
         env = {k: v for k, v in environ.items() if k not in MERGED_UV_VARIABLES}

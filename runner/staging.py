@@ -30,15 +30,19 @@ import os
 import secrets
 import signal
 import stat
+import tempfile
 import time
 from pathlib import Path
 
-from runner import seal
-from runner.channel import error_of
+from runner import records, seal
+from runner.cache import DISCARDED
+from runner.channel import error_of, kind_of
 from runner.errors import OverlayError, RunnerError
 from runner.identities import Identities, Identity, kill_processes_of
 from runner.logs import log
-from runner.overlay import Installed, Overlay, Plan, built, install, seal_overlay
+from runner.nofollow import read_text
+from runner.overlay import Installed, Overlay, Plan, built, install
+from runner.publish import publish
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,11 +53,17 @@ if TYPE_CHECKING:
     from runner.uv import Uv
 
 UV_CACHE = "uv"
-CACHE_MODE, BUILDING_MODE, UV_CACHE_MODE = 0o755, 0o711, 0o700
+# Root's folders: the cache (listed by anyone), `overlays/` and `building/` (crossed, never listed: an overlay's
+# key hashes what it was built from, including the files a job shipped, so a job finds only overlays it could
+# have asked for), `locks/` (root's alone). uv's shared cache: the builder's alone.
+CACHE_MODE, OVERLAYS_MODE, LOCKS_MODE, BUILDING_MODE, UV_CACHE_MODE = 0o755, 0o711, 0o700, 0o711, 0o700
+# Root's record that uv's shared cache was filled only by supervisors that never write into a builder's
+# folders (runner/publish.py); a cache without it may hold what an older image's root was made to write there.
+UV_GENERATION, UV_TRUSTED = "uv.generation", "2"
 
 
 def prepare(cache: Cache, builder: Identity) -> None:
-    """root's cache: its folder, `overlays/`, `locks/` (0755), `building/` (0711) root's; `uv/` the builder's (0700)."""
+    """root's cache: its folder and `overlays/`, `locks/`, `building/` root's; `uv/` the builder's (0700)."""
     os.makedirs(cache.root, CACHE_MODE, exist_ok=True)
     status = os.stat(cache.root)
     if not stat.S_ISDIR(status.st_mode):
@@ -64,12 +74,34 @@ def prepare(cache: Cache, builder: Identity) -> None:
         os.chown(cache.root, 0, 0)
         os.chmod(cache.root, CACHE_MODE)
     for folder, owner, mode in (
-        (cache.overlays, (0, 0), CACHE_MODE),
-        (cache.locks, (0, 0), CACHE_MODE),
+        (cache.overlays, (0, 0), OVERLAYS_MODE),
+        (cache.locks, (0, 0), LOCKS_MODE),
         (cache.building, (0, 0), BUILDING_MODE),
         (cache.root / UV_CACHE, (builder.uid, builder.gid), UV_CACHE_MODE),
     ):
         _own_folder(cache.root, folder, owner, mode)
+    _trust_uv_cache(cache, builder)
+
+
+def _trust_uv_cache(cache: Cache, builder: Identity) -> None:
+    """Empty uv's shared cache once if it was filled before this supervisor's rules (see UV_GENERATION)."""
+    marker = cache.root / UV_GENERATION
+    try:
+        if read_text(marker).strip() == UV_TRUSTED:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    if os.listdir(cache.root / UV_CACHE):
+        log.warning(
+            "uv's shared cache %s was filled by an older image, whose builds could make root write into it: emptied",
+            cache.root / UV_CACHE,
+        )
+        empty_uv_cache(cache, builder)
+    fd, temporary = tempfile.mkstemp(dir=cache.root, prefix=f".{UV_GENERATION}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(UV_TRUSTED + "\n")
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, marker)
 
 
 def _own_folder(root: Path, folder: Path, owner: tuple[int, int], mode: int) -> None:
@@ -77,14 +109,16 @@ def _own_folder(root: Path, folder: Path, owner: tuple[int, int], mode: int) -> 
         status: os.stat_result | None = os.lstat(folder)
     except FileNotFoundError:
         status = None
-    if status is not None and (
-        not stat.S_ISDIR(status.st_mode) or status.st_uid != owner[0] or stat.S_IMODE(status.st_mode) != mode
-    ):
+    if status is not None and stat.S_ISDIR(status.st_mode) and status.st_uid == owner[0]:
+        if stat.S_IMODE(status.st_mode) != mode:
+            os.chmod(folder, mode)  # its owner's, with an older image's mode
+        return
+    if status is not None:
         log.warning(
             "%s was not made by the image's supervisor (owned by %d:%d, mode %o): emptied, it cannot be trusted",
             folder, status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode),
         )  # fmt: skip
-        discarded = root / f".discarded-{secrets.token_hex(8)}"
+        discarded = root / f"{DISCARDED}{secrets.token_hex(8)}"
         with contextlib.suppress(FileNotFoundError):  # another supervisor took it away first
             os.rename(folder, discarded)
         seal.remove(discarded)
@@ -94,13 +128,6 @@ def _own_folder(root: Path, folder: Path, owner: tuple[int, int], mode: int) -> 
         return  # made meanwhile by another supervisor, as root
     os.lchown(folder, *owner)
     os.chmod(folder, mode)
-
-
-def request_folder(cache: Cache) -> Path:
-    """Where the supervisor unpacks a job's files: `building/request.<random>`, root's."""
-    folder = cache.building / f"request.{secrets.token_hex(16)}"
-    os.mkdir(folder, 0o755)
-    return folder
 
 
 def builds_from_source(the_plan: Plan) -> bool:
@@ -126,38 +153,68 @@ class Builder:
         from_source = builds_from_source(the_plan)
         who = self.identities.source if from_source else self.identities.build
         _require_roots(make_uv(None).executable)
-        cache.remove_leftovers(key)  # a killed container's staging folders for this key (we hold its build lock)
-        token = secrets.token_hex(16)
-        stage = cache.building / f"{key}.{token}"
-        work = cache.building / f"{key}.{token}.work"
         log.info(
             "building overlay %s as %s%s", key, who,
             ", which may build packages from source, with a private uv cache" if from_source else "",
         )  # fmt: skip
         try:
+            return self._build(who, from_source, the_plan, base, cache, key, make_uv, started)
+        except records.Mismatch as mismatch:
+            if from_source:
+                raise  # a private, fresh uv cache: the build itself installed what its RECORD does not list
+            # Only scu-build writes uv's shared cache, and it runs nothing it installs: a cache changed all the same
+            # (e.g. by an older image, whose root could be made to write through a link) is thrown away.
+            log.warning(
+                "uv's shared cache gave files that do not match their RECORD (%s): emptying it and building again",
+                mismatch.problem,
+            )
+            empty_uv_cache(cache, self.identities.build)
+            return self._build(who, from_source, the_plan, base, cache, key, make_uv, started)
+
+    def _build(
+        self,
+        who: Identity,
+        from_source: bool,
+        the_plan: Plan,
+        base: BaseEnvironment,
+        cache: Cache,
+        key: str,
+        make_uv: Callable[[Path | None], Uv],
+        started: float,
+    ) -> Overlay:
+        stage = cache.building / f"{key}.{secrets.token_hex(16)}"
+        work = stage.with_name(stage.name + ".work")
+        try:
             try:
-                for folder, mode in ((stage, 0o755), (work, 0o700), (work / "home", 0o700), (work / "tmp", 0o700)):
-                    os.mkdir(folder, mode)
+                for folder in (stage, work, work / "home", work / "tmp"):
+                    os.mkdir(folder, 0o700)
                     os.lchown(folder, who.uid, who.gid)
                 if self.request is not None:
                     _chown_tree(self.request, who.uid, who.gid)
                 uv_cache = work / "uv-cache" if from_source else cache.root / UV_CACHE
                 installed = _BuilderRun(who, the_plan, base, stage, work, make_uv, uv_cache).install()
             finally:
-                kill_processes_of(who)
-            _chown_tree(stage, 0, 0, refuse_hard_links=True)
+                # Whatever a build left running, of either builder: root reads the staging folder only after.
+                for builder in (self.identities.build, self.identities.source):
+                    kill_processes_of(builder)
             seal.remove(work)
             seconds = time.monotonic() - started
-            seal_overlay(stage, key, the_plan, base, installed, seconds)
             folder = cache.folder(key)
-            if folder.exists() or folder.is_symlink():
-                seal.remove(folder)
-            os.rename(stage, folder)
-        except BaseException:
+            seal.remove(folder)
+            publish(stage, folder, key, the_plan, base, installed, seconds)  # root's own copy, never the stage
+        finally:
             seal.remove(work)
             seal.remove(stage)
-            raise
         return built(key, folder, the_plan, installed, seconds)
+
+
+def empty_uv_cache(cache: Cache, builder: Identity) -> None:
+    """Throw uv's shared cache away and make a new, empty one for the builder."""
+    discarded = cache.root / f"{DISCARDED}{secrets.token_hex(8)}"
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(cache.root / UV_CACHE, discarded)
+    seal.remove(discarded)
+    _own_folder(cache.root, cache.root / UV_CACHE, (builder.uid, builder.gid), UV_CACHE_MODE)
 
 
 def _require_roots(executable: Path) -> None:
@@ -172,18 +229,11 @@ def _require_roots(executable: Path) -> None:
         )
 
 
-def _chown_tree(top: Path, uid: int, gid: int, refuse_hard_links: bool = False) -> None:
-    """Give `top` and everything under it to uid:gid without following a link; no process of its owner runs."""
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    """Give root's copy of the job's files to the builder (it is root's until then: nothing else wrote in it)."""
     for folder, dirs, files in os.walk(top):
         for name in (*dirs, *files):
-            path = os.path.join(folder, name)
-            status = os.lstat(path)
-            if refuse_hard_links and stat.S_ISREG(status.st_mode) and status.st_nlink > 1:
-                raise OverlayError(
-                    f"the build left a hard link in the overlay ({os.path.relpath(path, top)})",
-                    "overlays hold copies only; report the package that does this",
-                )
-            os.lchown(path, uid, gid)
+            os.lchown(os.path.join(folder, name), uid, gid)
     os.lchown(top, uid, gid)
 
 
@@ -223,13 +273,14 @@ class _BuilderRun:
             self._builder_process(writing)
         os.close(writing)
         try:
-            with os.fdopen(reading, "rb") as pipe:
-                data = pipe.read()
+            data = _answer_of(reading, pid)
         except BaseException:
             kill_processes_of(who)
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
             raise
-        os.waitpid(pid, 0)
+        finally:
+            os.close(reading)
         try:
             answer = json.loads(data)
         except ValueError:
@@ -246,7 +297,7 @@ class _BuilderRun:
         answer: dict[str, object]
         try:
             self.who.become()
-            os.umask(0o022)
+            os.umask(0o077)  # nothing of a build is for anyone else: root copies what it keeps, with its own modes
             os.chdir(self.stage)
             uv = self.make_uv(self.stage / "uv.log")
             env = self.who.environment(uv.environ, home=str(self.work / "home"))
@@ -255,7 +306,7 @@ class _BuilderRun:
             installed = install(self.plan, self.base, self.stage, uv)
             answer = {"packages": installed.packages, "shadowed": installed.shadowed, "lock_text": installed.lock_text}
         except RunnerError as error:
-            answer = {"error": type(error).__name__, "reason": error.reason, "fix": error.fix, "details": error.details}
+            answer = {"error": kind_of(error), "reason": error.reason, "fix": error.fix, "details": error.details}
         except BaseException as error:
             import traceback
 
@@ -268,3 +319,32 @@ class _BuilderRun:
         except BaseException:
             status = 1
         os._exit(status)
+
+
+def _answer_of(reading: int, pid: int) -> bytes:
+    """What the builder process wrote on the pipe before it ended (it is reaped here).
+
+    Not "until the pipe's end": a process the build left behind (killed only after this) could
+    hold the pipe open to keep root waiting while it changes the staging folder.
+    """
+    import select
+
+    chunks: list[bytes] = []
+    os.set_blocking(reading, False)
+    poll = select.poll()
+    poll.register(reading, select.POLLIN)
+    while True:
+        ended = os.waitpid(pid, os.WNOHANG)[0] == pid  # before reading: all it wrote is in the pipe by then
+        while True:
+            try:
+                chunk = os.read(reading, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:  # every writer closed the pipe: the builder is ending
+                if not ended:
+                    os.waitpid(pid, 0)
+                return b"".join(chunks)
+            chunks.append(chunk)
+        if ended:
+            return b"".join(chunks)
+        poll.poll(200)

@@ -74,7 +74,7 @@ def main(argv: Sequence[str]) -> int:
     if job.uid == 0:
         log.error("the job's user %s is root (the entrypoint names the job's user in %s)", job, JOB_VARIABLE)
         return EXIT_INTERNAL
-    job_env = job.environment(environ)
+    job_env = _job_environment(job, environ)
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the job process; what it does is checked through the job's outputs
@@ -90,6 +90,22 @@ def main(argv: Sequence[str]) -> int:
     if overlay is not None:
         overlay.release()
     return status
+
+
+def _job_environment(job: Identity, environ: dict[str, str]) -> dict[str, str]:
+    """The job user's environment: without a UV_CACHE_DIR in root's cache (uv's shared one is the builder's).
+
+    The job's own script may run uv: with no UV_CACHE_DIR it gets one in the job user's home.
+    """
+    env = job.environment(environ)
+    uv_cache = env.get("UV_CACHE_DIR")
+    if uv_cache:
+        from runner.cache import default_cache_root
+
+        cache = os.path.abspath(default_cache_root(env))
+        if os.path.commonpath([cache, os.path.abspath(uv_cache)]) == cache:
+            del env["UV_CACHE_DIR"]
+    return env
 
 
 def _settle() -> None:
@@ -204,11 +220,12 @@ def _provide(
     cache = Cache(default_cache_root(job_env), owner=0)
     try:
         staging.prepare(cache, identities.build)
-        folder = staging.request_folder(cache)
+        held = cache.new_request()
     except OSError as error:
         raise OverlayError(
             f"overlay cache {cache.root}: {error.strerror or error}", "mount a folder root may own at RUNNER_CACHE_DIR"
         ) from None
+    folder = held.path
     try:
         request.unpack(folder)
         parsed = read_requirements(
@@ -227,6 +244,7 @@ def _provide(
         return summary, overlay
     finally:
         seal.remove(folder)
+        held.release()
 
 
 def _tell(request: Request | None, error: Exception) -> None:

@@ -4,12 +4,12 @@ Containers of the fixture flavor, started as the backend starts them, share one 
 volume at RUNNER_CACHE_DIR; their /inputs /outputs /logs belong to different UIDs. Job A
 (UID 8004) gets an overlay with `onlyhere` and attacks it the ways a script can: through
 `onlyhere.__file__`, a `.pth` file, a replacement, a mode change, uv's cache, the cache's
-folders. Every attempt must end in "permission denied" (or "operation not permitted" for
-chmod). Job B (UID 1234, another user) runs on the same overlay: pristine, reused, seal
-checked. Then a root process outside edits the overlay on the volume (what no job can do,
-as from a restored backup): job C says which file changed, rebuilds, and runs pristine.
-What the volume holds is checked on the way: who owns the overlays, uv's cache and the
-staging folders, and with which modes.
+folders (listing overlays/, locks/ and building/ too). Every attempt must end in
+"permission denied" (or "operation not permitted" for chmod). Job B (UID 1234, another
+user) runs on the same overlay: pristine, reused, seal checked. Then a root process outside
+edits the overlay on the volume (what no job can do, as from a restored backup): job C says
+which file changed, rebuilds, and runs pristine. What the volume holds is checked on the
+way: who owns the overlays, uv's cache and the staging folders, and with which modes.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ attempt("list uv's cache", lambda: os.listdir(os.path.join(cache, "uv")))
 attempt("plant an overlay", lambda: os.mkdir(os.path.join(cache, "overlays", "planted")))
 attempt("take a build lock", lambda: open(os.path.join(cache, "locks", "planted.build"), "w").close())
 attempt("list the staging folders", lambda: os.listdir(os.path.join(cache, "building")))
+attempt("list the overlays", lambda: os.listdir(os.path.join(cache, "overlays")))
+attempt("list the locks", lambda: os.listdir(os.path.join(cache, "locks")))
 with open(os.path.join(os.environ["OUTPUT_1"], "attack.json"), "w") as handle:
     json.dump({"uid": os.getuid(), "module": onlyhere.__file__, "results": results}, handle)
 print("job A tried", len(results), "ways in")
@@ -94,6 +96,8 @@ EXPECTED = {
     "plant an overlay": DENIED,
     "take a build lock": DENIED,
     "list the staging folders": DENIED,
+    "list the overlays": DENIED,  # the names of other users' overlays (keys of what they asked for)
+    "list the locks": DENIED,
 }
 
 
@@ -163,7 +167,7 @@ def test_a_job_cannot_poison_the_shared_cache_for_another_users_job(
     module = Path(str(attack["module"]))
     relative = module.relative_to(Path(RUNNER_CACHE_DIR) / "overlays" / key)
     assert (cache.stat().st_uid, mode(cache)) == (0, 0o755)
-    for folder, owner, folder_mode in (("overlays", 0, 0o755), ("locks", 0, 0o755), ("building", 0, 0o711),
+    for folder, owner, folder_mode in (("overlays", 0, 0o711), ("locks", 0, 0o700), ("building", 0, 0o711),
                                        ("uv", BUILDER, 0o700)):  # fmt: skip
         assert ((cache / folder).stat().st_uid, mode(cache / folder)) == (owner, folder_mode), folder
     assert list((cache / "building").iterdir()) == []

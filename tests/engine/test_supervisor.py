@@ -117,6 +117,7 @@ def forge(overlay: Path) -> None:
     data = json.loads(marker.read_text())
     for stale in overlay.rglob("__pycache__"):
         seal.remove(stale)
+    (overlay / seal.MANIFEST).unlink()  # the seal writes a new file, never over one (nor through a link)
     data["manifest_sha256"] = seal.record(overlay, frozenset({"overlay.json"}))
     marker.chmod(0o644)
     marker.write_text(json.dumps(data))

@@ -137,6 +137,7 @@ def test_requirements_file_options_and_normalization(tmp_path: Path) -> None:
         ("pkg==1.0 --config-settings x=y\n", "per-requirement option --config-settings"),
         ("-r missing.txt\n", "missing.txt: no such requirements file"),
         ("./nowhere/tool-1.0-py3-none-any.whl\n", "no such file or folder"),
+        ("-e ./pkg\n", "requirements.txt line 1: '-e ./pkg': editable installs (-e) are not supported"),
     ],
 )
 def test_requirements_file_errors_name_the_line(tmp_path: Path, content: str, expected: str) -> None:

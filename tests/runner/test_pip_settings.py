@@ -77,7 +77,8 @@ def test_requirements_lines_and_uv_variables_come_first(
     env = {"UV_DEFAULT_INDEX": "file:///uv/simple", "PIP_INDEX_URL": "file:///pip/simple", "UV_FIND_LINKS": ""}
     result = run_job(env=env)
     assert result.returncode == 0, result.stderr
-    assert sources_of(job)["index"] == {"url": simple_index.as_uri(), "from": "requirements.txt --index-url"}
+    # A file: URL in requirements.txt is a local folder: read (in the image, from root's copy) and keyed by content.
+    assert sources_of(job)["index"] == {"url": str(simple_index), "from": "requirements.txt --index-url"}
 
 
 def test_a_setting_that_cannot_be_honoured_is_refused_in_one_line(

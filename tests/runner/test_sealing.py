@@ -222,9 +222,22 @@ def test_the_check_names_a_changed_added_or_missing_file(tmp_path: Path) -> None
         (folder / "pkg").chmod(0)
         assert seal.check(folder, digest, skip) == "pkg cannot be read (Permission denied)"
         (folder / "pkg").chmod(0o755)
+    (folder / "a\nb").write_text("")  # a name that would read as two lines of files.sha256
+    assert seal.check(folder, digest, skip) == "'a\\nb' was added"
+    (folder / "a\nb").unlink()
     (folder / seal.MANIFEST).chmod(0o644)
     (folder / seal.MANIFEST).write_text("")
     assert seal.check(folder, digest, skip) == f"{seal.MANIFEST} changed"
+    (folder / seal.MANIFEST).unlink()
+    (folder / seal.MANIFEST).symlink_to(tmp_path / "elsewhere")  # never read (nor written) through a link
+    (tmp_path / "elsewhere").write_text("")
+    assert seal.check(folder, digest, skip) == f"{seal.MANIFEST} is missing"
+    with pytest.raises(FileExistsError):
+        seal.record(folder, skip)
+    (folder / seal.MANIFEST).unlink()
+    (folder / "a\nb").write_text("")
+    with pytest.raises(ValueError, match=r"a name files\.sha256 cannot record on one line"):
+        seal.record(folder, skip)
     seal.remove(folder)
     assert not folder.exists()
 
@@ -342,3 +355,113 @@ def test_a_large_overlay_is_hashed_by_several_threads_with_the_same_result(
     assert seal.check(folder, serial, frozenset()) is None
     (folder / "m3" / "f39.py").write_text("tampered\n")
     assert seal.check(folder, serial, frozenset()) == "m3/f39.py changed"
+
+
+def doctored_onlyhere(folder: Path, injected: bool) -> Path:
+    """`onlyhere` 0.3 with INJECTED set or not: both wheels have the same name and the same size."""
+    module = f"VERSION = '0.3'\nINJECTED = {injected!s:>5}\n"
+    return build_wheel(folder, FakeWheel("onlyhere", "0.3", files={"onlyhere/__init__.py": module}))
+
+
+@pytest.mark.parametrize("layout", ["find-links", "index folder", "file: URL find-links"])
+def test_a_local_wheel_of_the_same_name_and_size_gets_its_own_overlay(
+    job: Job, run_job: RunJob, tmp_path: Path, layout: str
+) -> None:
+    """The key hashed the content of no local package source but shipped packages (find-links: name and size only)."""
+    from tests.runner.wheels import write_simple_index
+
+    wheels = job.code / "wheels"
+    sources = {
+        "find-links": "--no-index\n-f ./wheels\n",
+        "index folder": "-i ./simple\n",
+        "file: URL find-links": f"--no-index\n-f {wheels.as_uri()}\n",
+    }
+    job.write("requirements.txt", f"{sources[layout]}onlyhere==0.3\n")
+    job.write("main.py", VICTIM_SCRIPT)
+    keys, sizes = [], set()
+    for injected in (True, False):  # job A ships a doctored copy; job B, the same code folder, the real one
+        shutil.rmtree(wheels, ignore_errors=True)
+        shutil.rmtree(job.code / "simple", ignore_errors=True)
+        sizes.add(doctored_onlyhere(wheels, injected).stat().st_size)
+        if layout == "index folder":
+            write_simple_index(wheels, job.code / "simple")
+        done = run_job(env={"UV_FIND_LINKS": ""})
+        assert done.returncode == 0, done.stderr
+        assert ("POISONED" if injected else "pristine") in done.stdout, done.stdout
+        keys.append(job.summary()["overlay"]["key"])  # type: ignore[index]
+    assert len(sizes) == 1 and keys[0] != keys[1]
+
+
+def test_a_hidden_file_of_a_shipped_package_is_part_of_the_key(job: Job, run_job: RunJob) -> None:
+    """A build backend may read any file of its folder (hidden ones, __pycache__): the key hashed none of them."""
+    job.write("requirements.txt", "./pkg\n")
+    job.write("main.py", "import hiddenpkg\n")
+    job.write("pkg/pyproject.toml", HIDDEN_PYPROJECT)
+    job.write("pkg/hidden_backend.py", HIDDEN_BACKEND)
+    keys = []
+    for value in ("first", "second"):
+        job.write("pkg/.value", value)
+        done = run_job()
+        assert done.returncode == 0, done.stderr
+        keys.append(job.summary()["overlay"]["key"])  # type: ignore[index]
+    # (What the second build gives is uv's business locally: it reuses its own build of a folder whose pyproject.toml
+    # kept its modification time. In the image a source build has a fresh uv cache every time.)
+    assert keys[0] != keys[1]
+
+
+HIDDEN_PYPROJECT = """\
+[build-system]
+requires = []
+build-backend = "hidden_backend"
+backend-path = ["."]
+
+[project]
+name = "hiddenpkg"
+version = "1.0"
+"""
+
+HIDDEN_BACKEND = """\
+import base64, hashlib, pathlib, zipfile
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    value = pathlib.Path(".value").read_text().strip()
+    files = {"hiddenpkg.py": f"VALUE = {value!r}\\n",
+             "hiddenpkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\\nName: hiddenpkg\\nVersion: 1.0\\n",
+             "hiddenpkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\n"
+                                              "Tag: py3-none-any\\n"}
+    name = "hiddenpkg-1.0-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(pathlib.Path(wheel_directory) / name, "w") as wheel:
+        for path, text in files.items():
+            data = text.encode()
+            wheel.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(data)}")
+        record.append("hiddenpkg-1.0.dist-info/RECORD,,")
+        wheel.writestr("hiddenpkg-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+    return name
+"""
+
+
+def test_a_file_uvs_cache_holds_that_its_record_does_not_list_refuses_the_overlay(
+    job: Job, run_job: RunJob, private_uv_cache: Path
+) -> None:
+    """Locally a job can write your uv cache: an added .pth reaches no overlay sealed later (RECORD check)."""
+    env = {"UV_CACHE_DIR": str(private_uv_cache)}
+    job.write("requirements.txt", "onlyhere==0.3\n")
+    job.write("main.py", VICTIM_SCRIPT)
+    assert run_job(env=env).returncode == 0
+    (unpacked,) = {path.parent for path in private_uv_cache.rglob("onlyhere/__init__.py")}
+    (unpacked.parent / "zz_evil.pth").write_text("import sys; print('INJECTED THROUGH UV CACHE', file=sys.stderr)\n")
+    job.write("requirements.txt", "onlyhere>=0.3\n")  # another overlay from the same cache entry
+    refused = run_job(env=env)
+    assert refused.returncode == 3, refused.stderr
+    assert error_line(refused).startswith(
+        f"error: runner: the overlay's files do not match their RECORD: {SITE[5:]}/zz_evil.pth is listed in no RECORD"
+    ), refused.stderr
+    assert "INJECTED" not in refused.stdout + refused.stderr
