@@ -32,7 +32,6 @@ from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_e
 from cli.oci.environment import PLATFORM, stage_environment
 from cli.oci.environment_layers import environment_layers, flavor_records
 from cli.oci.layer_cache import LayerCache
-from cli.oci.layer_writer import LayerWriter, WrittenLayer
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
 from cli.oci.service import (
     flavor_env,
@@ -43,7 +42,7 @@ from cli.oci.service import (
     runner_bytecode_entries,
     service_entries,
 )
-from cli.oci.tarball import COMPRESSION_LABEL, Compression, check_compressor, compression_label
+from cli.oci.tarball import COMPRESSION_LABEL, Compression, Entry, check_compressor, compression_label, write_layer
 
 log = logging.getLogger(__name__)
 
@@ -200,36 +199,51 @@ def build_oci_image(
         base_image = import_base(base.absolute(), store)
         layers = [LayerInfo("base", d.digest, diff, d.size, d.media_type) for d, diff in _base_pairs(base_image)]
         descriptors = list(base_image.layers)
+        directories = dict(base_image.directories)  # what an implicit parent directory must repeat
+
         history: list[str] = []
-        writer = LayerWriter(
-            store, work, compression, base_image.directories, LayerCache.beside(cache) if reuse_layers else None
-        )
+        layer_cache = LayerCache.beside(cache) if reuse_layers else None
 
-        def collect() -> None:
-            for written in writer.finish():
-                descriptors.append(written.descriptor)
-                layers.append(_layer_info(written))
-                history.append(written.description)
-
-        try:
-            # packed while the environment is staged
-            common = common_entries(base_image, sources, epoch)
-            writer.add("common", common, epoch, "common layer: user scu, entrypoint, runner")
-            staged = stage_environment(workspace, flavor.name, work / "stage", cache, mirrors)
-            every_flavor = flavor_records(workspace, [f.name for f in discover_flavors(workspace)])
-            for layer in environment_layers(workspace, staged, every_flavor, epoch, verify=verify_files):
-                writer.add(layer.role, layer.entries, layer.mtime, layer.description, layer.label, layer.packages)
-            environment_size = staged.disk_size()
-            bytecode = runner_bytecode_entries(
-                sources.runner, staged.prefix / "bin" / "python", python_version(staged.records), work
+        def add(
+            role: str,
+            entries: list[Entry],
+            mtime: int,
+            description: str,
+            label: str = "",
+            packages: tuple[str, ...] = (),
+        ) -> None:
+            key = layer_cache.key(entries, mtime, compression, directories) if layer_cache else None
+            blob = layer_cache.reuse(key, entries, directories, work) if layer_cache and key else None
+            if blob is None:
+                blob = write_layer(entries, work, mtime, compression, directories)
+                if layer_cache and key:
+                    layer_cache.keep(key, blob)
+            directories.update(blob.directories())
+            descriptors.append(store.adopt(blob.path, blob.digest, blob.media_type))
+            layers.append(
+                LayerInfo(
+                    role, blob.digest, blob.diff_id, blob.size, blob.media_type, label, packages, blob.uncompressed_size
+                )
             )
-            collect()  # every layer read from the stage is written: it may go
-            remove_tree(staged.stage)
-            service = service_entries(spec) + bytecode
-            writer.add("service", service, epoch, "service.cli/, the runner's byte-code and labels")
-            collect()
-        finally:
-            writer.close()
+            history.append(description)
+            log.info("%s layer %s %s: %d entries, %d bytes", role, label, blob.digest, len(blob.members), blob.size)
+
+        add(
+            "common",
+            common_entries(base_image, sources, epoch),
+            epoch,
+            "common layer: user scu, entrypoint, runner",
+        )
+        staged = stage_environment(workspace, flavor.name, work / "stage", cache, mirrors)
+        every_flavor = flavor_records(workspace, [f.name for f in discover_flavors(workspace)])
+        for layer in environment_layers(workspace, staged, every_flavor, epoch, verify=verify_files):
+            add(layer.role, layer.entries, layer.mtime, layer.description, layer.label, layer.packages)
+        environment_size = staged.disk_size()
+        bytecode = runner_bytecode_entries(
+            sources.runner, staged.prefix / "bin" / "python", python_version(staged.records), work
+        )
+        remove_tree(staged.stage)
+        add("service", service_entries(spec) + bytecode, epoch, "service.cli/, the runner's byte-code and labels")
         labels = {**image_labels(workspace, spec, epoch), COMPRESSION_LABEL: compression_label(compression)}
         env = flavor_env(workspace, spec)
         config = store.put_json(
@@ -282,20 +296,6 @@ def check_no_pypi(workspace: Workspace, flavor: str) -> None:
         path=workspace.lock_path,
         fix=f"make them conda dependencies of environment '{flavor}' in pixi.toml, or remove them from its "
         "pypi-dependencies, then run `python -m cli lock`",
-    )
-
-
-def _layer_info(written: WrittenLayer) -> LayerInfo:
-    blob = written.blob
-    return LayerInfo(
-        written.role,
-        blob.digest,
-        blob.diff_id,
-        blob.size,
-        blob.media_type,
-        written.label,
-        written.packages,
-        blob.uncompressed_size,
     )
 
 
