@@ -244,11 +244,19 @@ def archive_facts(path: Path) -> ArchiveFacts:
 
 
 def synthetic_lock(text: str, channel_url: str, facts: dict[str, ArchiveFacts]) -> str:
-    """The committed lock with every conda-forge archive replaced by its synthetic twin (by original URL)."""
+    """The committed lock with every flavor archive replaced by its synthetic twin (by original URL).
+
+    Archives no flavor locks (the dev environment's, other platforms') keep their conda-forge URL:
+    nothing here installs them.
+    """
     out: list[str] = []
     current: ArchiveFacts | None = None
     for line in text.splitlines():
         indent, _, rest = line.partition("- conda: ")
+        if rest and not indent.strip() and rest.strip() not in facts:
+            out.append(line)
+            current = None
+            continue
         if rest and not indent.strip():
             found = facts[rest.strip()]
             out.append(f"{indent}- conda: {found.url}")

@@ -43,7 +43,11 @@ COMMANDS = (
         "cli.commands.install",
         "Install exactly what pixi.lock holds for FLAVOR (sha256-verified, never re-solved).",
     ),
-    CommandEntry("cache", "cli.commands.cache", "Check and repair the package cache that installs link from."),
+    CommandEntry(
+        "cache",
+        "cli.commands.cache",
+        "Check and repair the package cache that installs link from; prune the OCI engine's layer cache.",
+    ),
     CommandEntry(
         "run",
         "cli.commands.run",

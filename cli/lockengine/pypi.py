@@ -459,6 +459,9 @@ def locked_pypi_entries(workspace_root: Path, data: Any, environment: str, platf
     return [e for e in data.environment_packages(environment, names[0]) or [] if "pypi" in e]
 
 
+UV_LOCK_FILE = ".lock"  # uv's lock against concurrent installs, left at the root of the target prefix
+
+
 def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Path, retries: int = 3) -> int:
     """Install the locked PyPI packages into a conda prefix with uv: exactly these, hash-checked, no resolution.
 
@@ -481,6 +484,8 @@ def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Pat
             lines.append(f"{entry['name']} @ {location} --hash=sha256:{entry['sha256']}")
         else:
             lines.append(f"{entry['name']} @ {location}")
+    uv_lock = prefix / UV_LOCK_FILE
+    had_lock = uv_lock.exists()
     with tempfile.TemporaryDirectory(prefix="osparc-pypi-install-") as folder:
         requirements = Path(folder) / "requirements.txt"
         requirements.write_text("\n".join(lines) + "\n")
@@ -502,6 +507,8 @@ def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Pat
         env = _uv_environment(None, PlatformSpec("linux-64", "linux-64"))
         env["UV_HTTP_RETRIES"] = str(retries)  # as many as py-rattler's client makes for the conda packages
         completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if not had_lock:  # no package owns it (`audit prefix` would call it unexpected) and it is world-writable
+        uv_lock.unlink(missing_ok=True)
     if completed.returncode != 0:
         details = (completed.stderr or completed.stdout).strip()
         from cli.lockengine.downloads import uv_fetch_error  # py-rattler's client: only on this error path

@@ -29,7 +29,7 @@ from cli.lockengine.manifest import Workspace
 from cli.lockengine.package_cache import default_cache_root
 from cli.oci.base import ARCHITECTURE, DEFAULT_PATH, OS, BaseImage, import_base
 from cli.oci.common import CMD, ENTRYPOINT, WORKING_DIR, CommonSources, common_entries
-from cli.oci.environment import stage_environment
+from cli.oci.environment import PLATFORM, stage_environment
 from cli.oci.environment_layers import environment_layers, flavor_records
 from cli.oci.layer_cache import LayerCache
 from cli.oci.layout import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, BlobStore, Descriptor, pack_layout, remove_tree
@@ -42,7 +42,7 @@ from cli.oci.service import (
     runner_bytecode_entries,
     service_entries,
 )
-from cli.oci.tarball import Compression, Entry, write_layer
+from cli.oci.tarball import COMPRESSION_LABEL, Compression, Entry, check_compressor, compression_label, write_layer
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,10 @@ def build_oci_image(
     check costs.
     """
     started = time.perf_counter()
+    check_compressor(compression)  # before any work: another libzstd would give other digests
     flavor = get_flavor(workspace, flavor_name)
     spec = FlavorSpec.load(workspace, flavor)
+    check_no_pypi(workspace, flavor.name)  # before freshness: the export refuses them too, less plainly
     check_fresh(workspace, [spec])  # the docker path's refusal of a stale lock, export or generated file
     check_locked_tools(workspace, flavor.name)  # python and uv come from the lock, never from this machine
     sources = CommonSources.find(workspace.root)
@@ -242,7 +244,7 @@ def build_oci_image(
         )
         remove_tree(staged.stage)
         add("service", service_entries(spec) + bytecode, epoch, "service.cli/, the runner's byte-code and labels")
-        labels = image_labels(workspace, spec, epoch)
+        labels = {**image_labels(workspace, spec, epoch), COMPRESSION_LABEL: compression_label(compression)}
         env = flavor_env(workspace, spec)
         config = store.put_json(
             image_config(base_image, flavor.name, labels, layers, history, epoch, env), MEDIA_TYPE_CONFIG
@@ -271,6 +273,29 @@ def build_oci_image(
         source_date_epoch=epoch,
         seconds=time.perf_counter() - started,
         labels=labels,
+    )
+
+
+def check_no_pypi(workspace: Workspace, flavor: str) -> None:
+    """Refuse a flavor whose lock holds PyPI packages: the image would silently lack them.
+
+    Installing them would need uv to write scripts naming the image's prefix from a staging
+    folder, and layers of files no paths.json vouches for; neither exists yet (nor on the
+    Docker path, whose @EXPLICIT files cannot name PyPI packages).
+    """
+    from cli.lockengine.pypi import locked_pypi
+
+    entries = locked_pypi(workspace.root, workspace.lock_path, flavor, PLATFORM)
+    if not entries:
+        return
+    names = sorted(f"{entry['name']} {entry.get('version', '')}".strip() for entry in entries)
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    raise UserError(
+        f"flavor '{flavor}' locks {len(names)} PyPI package{'s' if len(names) > 1 else ''} ({shown}), "
+        "which the OCI engine does not install: the image would lack them",
+        path=workspace.lock_path,
+        fix=f"make them conda dependencies of environment '{flavor}' in pixi.toml, or remove them from its "
+        "pypi-dependencies, then run `python -m cli lock`",
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import stat
 import tarfile
@@ -41,6 +42,11 @@ CHUNK = 1 << 20
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 ZSTD_THREADS = max(1, min(4, os.cpu_count() or 1))  # the output is the same for any number >= 1
+# pyproject.toml pins zstandard to this version (tests/oci/test_tarball.py checks that they agree); its
+# wheel bundles this libzstd, which is what decides the compressed bytes.
+ZSTANDARD_PIN = "0.25.0"
+ZSTD_LIBRARY_PIN = "1.5.7"
+COMPRESSION_LABEL = "io.osparc.runner.layer.compression"
 DIR_MODE = 0o755
 FILE_MODE = 0o644
 EXEC_MODE = 0o755
@@ -50,6 +56,7 @@ MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_TYPE_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 Kind = Literal["dir", "file", "symlink"]
+log = logging.getLogger(__name__)
 
 
 class Compression(StrEnum):
@@ -389,6 +396,65 @@ def write_layer(
         uncompressed_size=tar.size,
         members=members,
     )
+
+
+def zstd_versions() -> tuple[str, str]:
+    """The running python-zstandard and the libzstd it carries (`0.25.0`, `1.5.7`)."""
+    import zstandard
+
+    return zstandard.__version__, ".".join(str(part) for part in zstandard.ZSTD_VERSION)
+
+
+def check_compressor(
+    compression: Compression, versions: tuple[str, str] | None = None, *, pyproject: Path | None = None
+) -> None:
+    """Refuse a libzstd other than the pinned one: its zstd layers could have other bytes than other machines'.
+
+    Another python-zstandard release carrying the pinned libzstd gives the same bytes (every
+    parameter is set here, none left to the binding): a warning, not a refusal.
+    """
+    if compression is not Compression.zstd:
+        return
+    binding, library = versions or zstd_versions()
+    where = pyproject or Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if library != ZSTD_LIBRARY_PIN:
+        raise UserError(
+            f"zstandard {binding} carries libzstd {library}, not the pinned {ZSTD_LIBRARY_PIN} (zstandard=="
+            f"{ZSTANDARD_PIN}): its zstd layers would not have the bytes, nor the digests, of other machines' builds",
+            path=where,
+            fix=f"install the pin: pip install zstandard=={ZSTANDARD_PIN}; or build with --compression gzip",
+        )
+    if binding != ZSTANDARD_PIN:
+        log.warning(
+            "zstandard %s is not the pinned %s; it carries the pinned libzstd %s, so the layers' bytes are the same",
+            binding,
+            ZSTANDARD_PIN,
+            library,
+        )
+
+
+def compressor_parameters(compression: Compression) -> dict[str, Any]:
+    """Everything besides the tar that decides a layer's compressed bytes (image label and layer cache key)."""
+    if compression is Compression.zstd:
+        library = zstd_versions()[1]  # not the binding's version: it sets no parameter of its own here
+        return {"format": "zstd", "libzstd": library, "level": ZSTD_LEVEL, "checksum": True,
+                "content_size": False, "mode": "multi-threaded"}  # fmt: skip
+    if compression is Compression.gzip:
+        import zlib
+
+        return {"format": "gzip", "zlib": zlib.ZLIB_RUNTIME_VERSION, "level": GZIP_LEVEL, "header": "fixed"}
+    return {"format": "none"}
+
+
+def compression_label(compression: Compression) -> str:
+    """`zstd libzstd=1.5.7 level=3 ...`: the image records what compressed its layers."""
+    parameters = compressor_parameters(compression)
+    rest = " ".join(f"{key}={_label_value(value)}" for key, value in parameters.items() if key != "format")
+    return f"{parameters['format']} {rest}".strip()
+
+
+def _label_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def zstd_writer(target: _HashingSink) -> Any:

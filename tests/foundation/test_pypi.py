@@ -139,6 +139,14 @@ def test_install_puts_the_pypi_packages_into_the_prefix(pypi_workspace: Path, tm
     installed = {p.name.split("-")[0] for s in site for p in s.glob("*.dist-info")}
     assert {"basepkg", "needsbase", "withextra", "fastlib", "usesnumpy"} <= installed
     assert (prefix / "conda-meta").is_dir()  # the conda packages came first
+    # uv's lock file (a world-writable `.lock` at the root of the prefix it installed into) is not left behind:
+    # no package owns it, so `audit prefix` would call it unexpected, and an image would carry it.
+    # (`audit prefix` does not read PyPI distributions' RECORD yet: their files are findings of their own.)
+    assert not (prefix / ".lock").exists()
+    audited = json.loads(run_cli("audit", "prefix", "app", prefix, "--json", cwd=pypi_workspace).stdout)
+    subjects = {finding["subject"] for finding in audited["findings"]}
+    assert ".lock" not in subjects
+    assert all("site-packages/" in subject for subject in subjects)
 
 
 def test_export_carries_pypi_in_conda_lock_and_refuses_explicit(pypi_workspace: Path) -> None:

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from tests.oci.conftest import REPO, Built, make_rootfs
+from tests.runner.wheels import FakeWheel, build_wheel, write_simple_index
+from tests.support.cli import error_line, run_cli
 
 
 def test_cli_build_engine_oci_gives_the_same_image(
@@ -82,3 +84,28 @@ def test_cli_build_engine_oci_names_what_is_missing(oci_workspace: Path, tmp_pat
         assert done.returncode == 2
         assert expected in done.stderr and done.stderr.startswith("error:")
         assert not (oci_workspace / "i.tar").exists()
+
+
+def test_a_flavor_with_locked_pypi_packages_is_refused_in_one_line(oci_workspace: Path, tmp_path: Path) -> None:
+    """The OCI engine installs conda packages only: a flavor whose lock holds PyPI packages (really locked by uv
+    from a local wheel index) is refused before any work, naming pixi.lock, the flavor and the way out."""
+    wheel = build_wheel(tmp_path / "wheels", FakeWheel("basepkg", "1.0"))
+    index = write_simple_index(wheel.parent, tmp_path / "simple").as_uri()
+    manifest = oci_workspace / "pixi.toml"
+    text = manifest.read_text().replace("[feature.pytorch.dependencies]", "[feature.pytorch.pypi-dependencies]\n"
+                                        'basepkg = "*"\n\n[feature.pytorch.dependencies]', 1)  # fmt: skip
+    manifest.write_text(text.replace("[feature.cuda", f'[pypi-options]\nindex-url = "{index}"\n\n[feature.cuda', 1))
+    for step in (("lock",), ("export", "--ignore-pypi-errors"), ("generate",)):  # fresh: nothing else refuses
+        done = run_cli(*step, cwd=oci_workspace)
+        assert done.returncode == 0, (step, done.stderr)
+    assert "basepkg-1.0-py3-none-any.whl" in (oci_workspace / "pixi.lock").read_text()
+    image = tmp_path / "image.tar"
+    base = make_rootfs(tmp_path / "base.tar")
+    refused = run_cli("build", "pytorch", "--engine", "oci", "--base", base, "-o", image, cwd=oci_workspace)
+    assert refused.returncode == 2
+    assert error_line(refused) == (
+        f"error: {oci_workspace / 'pixi.lock'}: flavor 'pytorch' locks 1 PyPI package (basepkg 1.0), which the OCI "
+        "engine does not install: the image would lack them (make them conda dependencies of environment 'pytorch' "
+        "in pixi.toml, or remove them from its pypi-dependencies, then run `python -m cli lock`)"
+    )
+    assert not image.exists() and not list(tmp_path.glob(".image.tar*"))

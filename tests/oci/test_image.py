@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from cli.oci import OciBuildResult
+from cli.oci.tarball import ZSTD_LIBRARY_PIN
 from tests.oci.conftest import (
     PLACEHOLDER,
     REPO,
@@ -127,6 +128,8 @@ def test_config_entrypoint_env_labels(built_images: dict[str, Built], oci_templa
         assert json.loads(labels[f"io.simcore.{key}"]) == {key: value}
     assert labels["io.osparc.runner.flavor"] == "pytorch"
     assert labels["io.osparc.runner.cuda.version"] == "12.4"
+    # provenance of the layers' bytes: the library and every parameter that decides them
+    assert labels["io.osparc.runner.layer.compression"].startswith(f"zstd libzstd={ZSTD_LIBRARY_PIN} level=3 ")
     assert labels["org.opencontainers.image.version"] == "1.0.0"
     assert labels["org.opencontainers.image.created"] == "1970-01-01T00:00:00Z"
     export = (oci_template / "envs" / "pytorch" / "conda-lock.yml").read_bytes()

@@ -164,3 +164,47 @@ def test_zstd_layer_bytes_do_not_depend_on_the_number_of_threads(
         blobs[0].diff_id
         == f"sha256:{hashlib.sha256(zstandard.ZstdDecompressor().decompressobj().decompress(data)).hexdigest()}"
     )
+
+
+def test_the_zstandard_pin_is_the_one_the_writer_expects_and_the_one_running() -> None:
+    """pyproject.toml pins zstandard exactly; the writer names the same pin and the libzstd that wheel carries."""
+    import tomllib
+
+    from cli.oci.tarball import ZSTANDARD_PIN, ZSTD_LIBRARY_PIN, zstd_versions
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    pins = [d for d in pyproject["project"]["dependencies"] if d.replace(" ", "").startswith("zstandard")]
+    assert pins == [f"zstandard=={ZSTANDARD_PIN}"]
+    assert zstd_versions() == (ZSTANDARD_PIN, ZSTD_LIBRARY_PIN)  # this environment installed the pin
+
+
+def test_another_libzstd_is_refused_in_one_line_another_binding_only_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cli.errors import UserError
+    from cli.oci.tarball import ZSTANDARD_PIN, ZSTD_LIBRARY_PIN, check_compressor
+
+    pyproject = tmp_path / "pyproject.toml"
+    with pytest.raises(UserError) as refused:
+        check_compressor(Compression.zstd, ("0.23.0", "1.5.6"), pyproject=pyproject)
+    line = refused.value.one_line()
+    assert line.startswith(f"{pyproject}: zstandard 0.23.0 carries libzstd 1.5.6, not the pinned {ZSTD_LIBRARY_PIN}")
+    assert f"pip install zstandard=={ZSTANDARD_PIN}" in line and "--compression gzip" in line
+    assert "\n" not in line
+    check_compressor(Compression.gzip, ("0.23.0", "1.5.6"))  # gzip layers do not use it
+    check_compressor(Compression.zstd, ("0.99.0", ZSTD_LIBRARY_PIN))
+    assert "zstandard 0.99.0 is not the pinned" in caplog.text and "the same" in caplog.text
+    caplog.clear()
+    check_compressor(Compression.zstd)  # the running one: the pin
+    assert caplog.text == ""
+
+
+def test_the_compression_label_names_the_library_and_every_parameter() -> None:
+    import zlib
+
+    from cli.oci.tarball import ZSTD_LIBRARY_PIN, compression_label
+
+    assert compression_label(Compression.zstd) == (
+        f"zstd libzstd={ZSTD_LIBRARY_PIN} level=3 checksum=true content_size=false mode=multi-threaded"
+    )
+    assert compression_label(Compression.gzip) == f"gzip zlib={zlib.ZLIB_RUNTIME_VERSION} level=6 header=fixed"
