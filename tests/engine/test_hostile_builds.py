@@ -26,27 +26,22 @@ from tests.engine.conftest import EngineSession
 from tests.engine.podman import Podman
 from tests.engine.slow_sdist import MARKER_VARIABLE, write_sdist
 from tests.runner.wheels import FakeWheel, build_wheel
+from tests.support.build_backend import backend_module, pyproject
 
 RUNNER_CACHE_DIR = "/var/cache/osparc-runner"  # common/Dockerfile
 INDEX = {"UV_FIND_LINKS": "/wheels", "UV_OFFLINE": "1"}
 OTHER_OWNER = (1234, 4321)
 
-PYPROJECT = """\
-[build-system]
-requires = []
-build-backend = "evil_backend"
-backend-path = ["."]
-
-[project]
-name = "evilpkg"
-version = "1.0"
-"""
+PYPROJECT = pyproject("evilpkg", "1.0", "evil_backend")
 
 # The build backend of `evilpkg`: before it builds, it does what attack.txt says to the staging folder it finds
 # through its TMPDIR (`building/<key>.<random>.work/tmp`), then builds a correct wheel.
-BACKEND = r"""
-import base64, hashlib, os, pathlib, zipfile
-
+BACKEND = backend_module(
+    "evilpkg",
+    "1.0",
+    repr({"evilpkg/__init__.py": "X = 1\n"}),
+    before_build="_attack()",
+    helpers=r"""
 HERE = pathlib.Path(__file__).parent
 INJECTION = "import sys; print('INJECTED THROUGH ROOT BY ANOTHER JOB', file=sys.stderr)\n"
 
@@ -63,30 +58,8 @@ def _attack():
         (site / "zz_evil.pth").write_text(INJECTION)
     elif how == "link-in-venv":
         os.symlink(target, site / "zz_evil.pth")
-
-
-def get_requires_for_build_wheel(config_settings=None):
-    return []
-
-
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    _attack()
-    files = {"evilpkg/__init__.py": "X = 1\n",
-             "evilpkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: evilpkg\nVersion: 1.0\n",
-             "evilpkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: e\nRoot-Is-Purelib: true\n"
-                                            "Tag: py3-none-any\n"}
-    name = "evilpkg-1.0-py3-none-any.whl"
-    record = []
-    with zipfile.ZipFile(pathlib.Path(wheel_directory) / name, "w") as wheel:
-        for path, text in files.items():
-            data = text.encode()
-            wheel.writestr(path, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append(f"{path},sha256={digest},{len(data)}")
-        record.append("evilpkg-1.0.dist-info/RECORD,,")
-        wheel.writestr("evilpkg-1.0.dist-info/RECORD", "\n".join(record) + "\n")
-    return name
-"""
+""",
+)
 
 VICTIM = """\
 import subprocess, sys

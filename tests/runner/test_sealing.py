@@ -19,6 +19,7 @@ import pytest
 from runner import seal
 from tests.runner.conftest import REPO, BaseEnv, Job, RunJob, UvRecorder, error_line, runner_command
 from tests.runner.wheels import FakeWheel, build_wheel
+from tests.support.build_backend import backend_module, pyproject
 
 SITE = "venv/lib/python{}.{}/site-packages".format(*sys.version_info[:2])
 
@@ -409,43 +410,15 @@ def test_a_hidden_file_of_a_shipped_package_is_part_of_the_key(job: Job, run_job
     assert keys[0] != keys[1]
 
 
-HIDDEN_PYPROJECT = """\
-[build-system]
-requires = []
-build-backend = "hidden_backend"
-backend-path = ["."]
+HIDDEN_PYPROJECT = pyproject("hiddenpkg", "1.0", "hidden_backend")
 
-[project]
-name = "hiddenpkg"
-version = "1.0"
-"""
-
-HIDDEN_BACKEND = """\
-import base64, hashlib, pathlib, zipfile
-
-
-def get_requires_for_build_wheel(config_settings=None):
-    return []
-
-
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    value = pathlib.Path(".value").read_text().strip()
-    files = {"hiddenpkg.py": f"VALUE = {value!r}\\n",
-             "hiddenpkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\\nName: hiddenpkg\\nVersion: 1.0\\n",
-             "hiddenpkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\n"
-                                              "Tag: py3-none-any\\n"}
-    name = "hiddenpkg-1.0-py3-none-any.whl"
-    record = []
-    with zipfile.ZipFile(pathlib.Path(wheel_directory) / name, "w") as wheel:
-        for path, text in files.items():
-            data = text.encode()
-            wheel.writestr(path, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append(f"{path},sha256={digest},{len(data)}")
-        record.append("hiddenpkg-1.0.dist-info/RECORD,,")
-        wheel.writestr("hiddenpkg-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
-    return name
-"""
+# Its module's value comes from a hidden file of the package's folder, read at build time.
+HIDDEN_BACKEND = backend_module(
+    "hiddenpkg",
+    "1.0",
+    '{"hiddenpkg.py": f"VALUE = {value!r}\\n"}',
+    before_build='value = pathlib.Path(".value").read_text().strip()',
+)
 
 
 def test_a_file_uvs_cache_holds_that_its_record_does_not_list_refuses_the_overlay(
