@@ -11,6 +11,13 @@ when the installer rewrote a prefix placeholder or wrote a link). From those:
   package; `conda-meta/`, the installer's `CACHEDIR.TAG` and Python byte-code caches excepted);
   a modified file that is a hard link into the package cache it was installed from
   (`modified-in-cache`) means the cache entry is damaged too: the finding says how to repair both;
+- PyPI packages (installed by uv after the conda ones, `cli.lockengine.pypi`): the lock's `pypi:`
+  entries for the environment and platform against the `*.dist-info` folders in site-packages
+  that no conda package owns (`cli.audit.distributions`), by PEP 503 name: missing, extra,
+  different version, each labelled `name (pypi)`. Each distribution's RECORD rows become path
+  entries checked like paths.json's (a row without a hash: presence only; byte code: never
+  hashed), so its files are owned, not unexpected; a row leaving the prefix is refused as a
+  finding (`outside-prefix`);
 - an overlay folder (a runner's venv over the prefix): its distributions, CUDA runtime wheels
   (`nvidia-*-cu1x`) that duplicate a conda CUDA library or add a second CUDA stack next to the
   prefix's conda one (what the runner's guard refuses), and distributions that shadow the prefix's.
@@ -33,15 +40,19 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from rattler import Subdir
 
+from cli.audit.distributions import RECORD, InstalledDistribution, installed_distributions
 from cli.audit.findings import Finding
-from cli.audit.readers import CONDA, LockedPackage, from_record
+from cli.audit.readers import CONDA, DYNAMIC, LockedPackage, from_pypi_entry, from_record
 from cli.cuda import CONDA_CUDA_MARKERS, conda_packages_for_cuda_wheel, cuda_wheel_library
 from cli.errors import UserError
 from cli.file_hashing import hash_all, sha256_of
 from cli.lockengine.lockfile import locked_records, read_lock
 from cli.lockengine.manifest import Workspace
+from cli.lockengine.pypi import locked_pypi
 
 CONDA_META = "conda-meta"
 # Written into every prefix by the installer itself, not by a package.
@@ -61,6 +72,7 @@ class PathEntry:
     sha256: str | None
     sha256_in_prefix: str | None
     size: int | None
+    listed_in: str = "paths.json"  # where the hash comes from: conda's paths.json or a distribution's RECORD
 
     @property
     def expected(self) -> str | None:
@@ -156,6 +168,8 @@ class PrefixAudit:
     platform: str
     installed: int = 0
     locked: int = 0
+    pypi_installed: int = 0  # distributions in site-packages that no conda package installed
+    pypi_locked: int = 0
     missing_packages: list[LockedPackage] = field(default_factory=list)
     extra_packages: list[LockedPackage] = field(default_factory=list)
     different_packages: list[PackageDifference] = field(default_factory=list)
@@ -167,15 +181,15 @@ class PrefixAudit:
     def findings(self) -> list[Finding]:
         found = list(self.unreadable)
         found += [
-            Finding("package-missing", p.name, f"{p.spec} is locked, not installed") for p in self.missing_packages
+            Finding("package-missing", p.label, f"{p.spec} is locked, not installed") for p in self.missing_packages
         ]
-        found += [Finding("package-extra", p.name, f"{p.spec} is installed, not locked") for p in self.extra_packages]
+        found += [Finding("package-extra", p.label, f"{p.spec} is installed, not locked") for p in self.extra_packages]
         for diff in self.different_packages:
             parts = [
                 f"{name}: locked {getattr(diff.locked, name)}, installed {getattr(diff.installed, name)}"
                 for name in diff.fields
             ]
-            found.append(Finding("package-different", diff.name, "; ".join(parts)))
+            found.append(Finding("package-different", diff.locked.label, "; ".join(parts)))
         for problem in self.files:
             owner = f" (of {problem.package})" if problem.package else ""
             detail = f"{problem.detail}{owner}".strip()
@@ -205,6 +219,7 @@ class PrefixAudit:
             "flavor": self.flavor,
             "platform": self.platform,
             "packages": {"installed": self.installed, "locked": self.locked},
+            "pypi_packages": {"installed": self.pypi_installed, "locked": self.pypi_locked},
             "missing_packages": [p.as_dict() for p in self.missing_packages],
             "extra_packages": [p.as_dict() for p in self.extra_packages],
             "different_packages": [d.as_dict() for d in self.different_packages],
@@ -294,6 +309,44 @@ def compare_packages(
     return missing, extra, different
 
 
+def _same_version(locked: str, installed: str) -> bool:
+    if locked == DYNAMIC:  # a local source tree: the lock leaves its version to the tree
+        return True
+    try:
+        return Version(locked) == Version(installed)
+    except InvalidVersion:
+        return locked == installed
+
+
+def compare_pypi_packages(
+    locked: list[LockedPackage], installed: list[LockedPackage]
+) -> tuple[list[LockedPackage], list[LockedPackage], list[PackageDifference]]:
+    """By PEP 503 name; a distribution records no wheel hash, so only the version can differ."""
+    locked_by_name = {canonicalize_name(p.name): p for p in locked}
+    installed_by_name = {canonicalize_name(p.name): p for p in installed}
+    missing = [locked_by_name[n] for n in sorted(set(locked_by_name) - set(installed_by_name))]
+    extra = [installed_by_name[n] for n in sorted(set(installed_by_name) - set(locked_by_name))]
+    different = [
+        PackageDifference(name, locked_by_name[name], installed_by_name[name], ("version",))
+        for name in sorted(set(locked_by_name) & set(installed_by_name))
+        if not _same_version(locked_by_name[name].version, installed_by_name[name].version)
+    ]
+    return missing, extra, different
+
+
+def as_installed_package(distribution: InstalledDistribution) -> InstalledPackage:
+    """A distribution's RECORD as path entries, checked by the same code as conda's paths.json."""
+    paths = tuple(
+        PathEntry(f.path, "pyc_file" if f.byte_code else "hardlink", f.sha256, None, f.size, RECORD)
+        for f in distribution.files
+    )
+    return InstalledPackage(distribution.package, f"{distribution.dist_info}/{RECORD}", paths)
+
+
+def record_problems(distributions: list[InstalledDistribution]) -> list[FileProblem]:
+    return [FileProblem(p.path, p.problem, d.package.label, p.detail) for d in distributions for p in d.problems]
+
+
 # --- files against paths.json ------------------------------------------------------------------
 
 
@@ -331,7 +384,7 @@ def _check_without_hash(prefix: Path, entry: PathEntry, owner: str) -> tuple[Fil
     if entry.expected is None:
         return None, None
     if entry.sha256_in_prefix is None and entry.size is not None and entry.size != info.st_size:
-        detail = f"size {info.st_size} bytes, paths.json says {entry.size}"
+        detail = f"size {info.st_size} bytes, {entry.listed_in} says {entry.size}"
         return FileProblem(entry.path, "modified", owner, detail), None
     return None, _HashJob(entry, owner, absolute, info.st_size)
 
@@ -359,7 +412,7 @@ def _hash_job(job: _HashJob) -> tuple[FileProblem | None, int]:
     except OSError as error:
         return FileProblem(job.entry.path, "missing", job.owner, f"cannot be read: {error.strerror}"), 0
     if actual != job.entry.expected:
-        detail = f"sha256 {actual[:16]}…, paths.json says {str(job.entry.expected)[:16]}…"
+        detail = f"sha256 {actual[:16]}…, {job.entry.listed_in} says {str(job.entry.expected)[:16]}…"
         return FileProblem(job.entry.path, "modified", job.owner, detail), job.size
     return None, job.size
 
@@ -374,7 +427,7 @@ def check_files(
     for package in installed:
         for entry in package.paths:
             stats.files_checked += 1
-            problem, job = _check_without_hash(prefix, entry, package.package.name)
+            problem, job = _check_without_hash(prefix, entry, package.package.label)
             if problem is not None:
                 problems.append(problem)
             if job is not None:
@@ -418,7 +471,7 @@ def mark_shared_with_cache(
     prefix: Path, flavor: str, installed: list[InstalledPackage], problems: list[FileProblem]
 ) -> list[FileProblem]:
     """A modified file that is a hard link into the package cache: the edit damaged the cache entry too."""
-    entries = {p.package.name: p.cache_entry for p in installed}
+    entries = {p.package.label: p.cache_entry for p in installed}
     result = []
     for problem in problems:
         if problem.problem != "modified":
@@ -569,14 +622,33 @@ def audit_prefix(
     chosen = _prefix_platform(workspace, flavor, installed, platform)
     lock = read_lock(workspace)
     locked = [from_record(r) for r in locked_records(workspace, flavor, chosen, lock=lock)]
-    result = PrefixAudit(prefix, flavor, chosen, installed=len(installed), locked=len(locked), unreadable=unreadable)
+    entries = locked_pypi(workspace.root, workspace.lock_path, flavor, chosen)  # what `cli install` installs
+    locked_pypi_packages = [from_pypi_entry(e) for e in entries]
+    conda_folders = {os.path.dirname(entry.path) for package in installed for entry in package.paths}
+    distributions = installed_distributions(prefix, conda_folders)
+    result = PrefixAudit(
+        prefix,
+        flavor,
+        chosen,
+        installed=len(installed),
+        locked=len(locked),
+        pypi_installed=len(distributions),
+        pypi_locked=len(locked_pypi_packages),
+        unreadable=unreadable,
+    )
     result.missing_packages, result.extra_packages, result.different_packages = compare_packages(
         locked, [p.package for p in installed]
     )
+    missing, extra, different = compare_pypi_packages(locked_pypi_packages, [d.package for d in distributions])
+    result.missing_packages += missing
+    result.extra_packages += extra
+    result.different_packages += different
     if check_files_:
-        problems, result.stats = check_files(prefix, installed, workers)
-        problems = mark_shared_with_cache(prefix, flavor, installed, problems)
-        owned = {entry.path for package in installed for entry in package.paths}
+        installed_pypi = [as_installed_package(d) for d in distributions]
+        problems, result.stats = check_files(prefix, installed + installed_pypi, workers)
+        problems = mark_shared_with_cache(prefix, flavor, installed + installed_pypi, problems)
+        problems += record_problems(distributions)
+        owned = {entry.path for package in installed + installed_pypi for entry in package.paths}
         skip = [overlay] if overlay is not None else []
         result.files = sorted(problems + unexpected_files(prefix, owned, ignore, skip))
     if overlay is not None:

@@ -247,6 +247,11 @@ def _pypi_package(entry: dict[str, Any], url: str) -> LockedPackage:
     )
 
 
+def from_pypi_entry(entry: dict[str, Any]) -> LockedPackage:
+    """A pixi.lock `pypi:` entry (as `cli.lockengine.pypi.locked_pypi` returns it) as a package."""
+    return _pypi_package(entry, str(entry["pypi"]))
+
+
 def _source_package(entry: dict[str, Any], identifier: str) -> LockedPackage:
     """A v7 `conda_source: "name[hash] @ location"` entry; the hash keeps variants apart."""
     name, _, rest = identifier.partition("[")

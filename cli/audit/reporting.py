@@ -93,9 +93,14 @@ def print_prefix_audit(out: Console, audit: PrefixAudit) -> None:
     stats = audit.stats
     megabytes = stats.bytes_hashed / 1e6
     rate = f", {megabytes / stats.seconds:.0f} MB/s" if stats.seconds > 0 and megabytes >= 1 else ""
+    pypi = (
+        f", {audit.pypi_installed} PyPI packages installed, {audit.pypi_locked} locked"
+        if audit.pypi_installed or audit.pypi_locked
+        else ""
+    )
     out.print(
         f"{audit.prefix}: flavor '{audit.flavor}' [{audit.platform}], {audit.installed} packages installed, "
-        f"{audit.locked} locked; {stats.files_checked} files checked, {stats.files_hashed} hashed "
+        f"{audit.locked} locked{pypi}; {stats.files_checked} files checked, {stats.files_hashed} hashed "
         f"({megabytes:.1f} MB in {stats.seconds:.2f} s{rate})"
     )
     if audit.overlay is not None:

@@ -141,12 +141,111 @@ def test_install_puts_the_pypi_packages_into_the_prefix(pypi_workspace: Path, tm
     assert (prefix / "conda-meta").is_dir()  # the conda packages came first
     # uv's lock file (a world-writable `.lock` at the root of the prefix it installed into) is not left behind:
     # no package owns it, so `audit prefix` would call it unexpected, and an image would carry it.
-    # (`audit prefix` does not read PyPI distributions' RECORD yet: their files are findings of their own.)
+    # The PyPI distributions' files are owned through their RECORD: the whole prefix audits clean.
     assert not (prefix / ".lock").exists()
-    audited = json.loads(run_cli("audit", "prefix", "app", prefix, "--json", cwd=pypi_workspace).stdout)
-    subjects = {finding["subject"] for finding in audited["findings"]}
-    assert ".lock" not in subjects
-    assert all("site-packages/" in subject for subject in subjects)
+    outcome = run_cli("audit", "prefix", "app", prefix, "--json", cwd=pypi_workspace)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    audited = json.loads(outcome.stdout)
+    assert audited["findings"] == []
+    assert audited["pypi_packages"] == {"installed": 5, "locked": 5}
+
+
+# --- audit prefix: locked PyPI packages against the distributions, files against RECORD ----------
+
+
+def audit_findings(workspace: Path, prefix: Path) -> tuple[int, dict[str, object], set[tuple[str, str]]]:
+    outcome = run_cli("audit", "prefix", "app", prefix, "--json", cwd=workspace)
+    assert outcome.returncode in (0, 1), outcome.stderr
+    report = json.loads(outcome.stdout)
+    return outcome.returncode, report, {(f["check"], f["subject"]) for f in report["findings"]}
+
+
+def site_packages(prefix: Path) -> Path:
+    (site,) = prefix.glob("lib/python*/site-packages")
+    return site
+
+
+def test_audit_prefix_reports_missing_extra_and_different_pypi_packages(pypi_workspace: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    assert run_cli("install", "app", "--prefix", prefix, "--quiet", cwd=pypi_workspace).returncode == 0
+    site = site_packages(prefix)
+    relative_site = site.relative_to(prefix).as_posix()
+    shutil.rmtree(site / "fastlib-1.0.dist-info")  # its module stays behind, now owned by nobody
+    wheels = tmp_path / "more-wheels"
+    stray = build_wheel(wheels, FakeWheel("Stray.Tool", "1.0"))  # installed by hand, as `pip install` in an image
+    newer = build_wheel(wheels, FakeWheel("basepkg", "2.0"))
+    install_pypi_packages(
+        prefix,
+        [{"pypi": str(stray), "name": "stray-tool"}, {"pypi": str(newer), "name": "basepkg"}],
+        tmp_path,
+    )
+    code, report, found = audit_findings(pypi_workspace, prefix)
+    assert code == 1
+    assert found == {
+        ("package-missing", "fastlib (pypi)"),
+        ("package-extra", "stray-tool (pypi)"),  # PEP 503 name
+        ("package-different", "basepkg (pypi)"),
+        ("file-unexpected", f"{relative_site}/fastlib/__init__.py"),
+    }
+    details = {f["subject"]: f["detail"] for f in report["findings"]}  # type: ignore[attr-defined]
+    assert details["basepkg (pypi)"] == "version: locked 1.0, installed 2.0"
+    assert details["fastlib (pypi)"] == "1.0 is locked, not installed"
+    assert [(p["kind"], p["name"]) for p in report["missing_packages"]] == [("pypi", "fastlib")]  # type: ignore[attr-defined]
+    assert report["pypi_packages"] == {"installed": 5, "locked": 5}
+    text = run_cli("audit", "prefix", "app", prefix, cwd=pypi_workspace)
+    assert text.returncode == 1
+    assert "package-extra: stray-tool (pypi): 1.0 is installed, not locked" in text.stdout
+    assert "5 PyPI packages installed, 5 locked" in text.stdout
+
+
+def test_audit_prefix_checks_pypi_files_against_their_record(
+    own_index_workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    workspace, _wheels = own_index_workspace
+    prefix = tmp_path / "env"
+    assert run_cli("install", "app", "--prefix", prefix, "--quiet", cwd=workspace).returncode == 0
+    code, report, found = audit_findings(workspace, prefix)
+    assert (code, found) == (0, set())
+    site = site_packages(prefix)
+    recorded = [row for record in site.glob("*.dist-info/RECORD") for row in record.read_text().splitlines()]
+    hashed = [row for row in recorded if ",sha256=" in row]
+    assert len(hashed) == len(recorded) - 2  # every row but the two RECORDs' own
+    assert report["stats"]["files_hashed"] >= len(hashed)  # type: ignore[index]
+    relative_site = site.relative_to(prefix).as_posix()
+    module = site / "clitool" / "__init__.py"
+    module.unlink()  # uv links files from its cache: replace, not edit in place
+    module.write_text("def main():\n    print('changed')\n")
+    (prefix / "bin" / "clitool").unlink()  # RECORD's `../../../bin/clitool`
+    code, report, found = audit_findings(workspace, prefix)
+    assert code == 1
+    assert found == {("file-modified", f"{relative_site}/clitool/__init__.py"), ("file-missing", "bin/clitool")}
+    details = {f["subject"]: f["detail"] for f in report["findings"]}  # type: ignore[attr-defined]
+    assert "RECORD says" in details[f"{relative_site}/clitool/__init__.py"]
+    assert details[f"{relative_site}/clitool/__init__.py"].endswith("(of clitool (pypi))")
+    assert details["bin/clitool"].endswith("(of clitool (pypi))")
+
+
+def test_audit_prefix_refuses_record_paths_that_leave_the_prefix(
+    own_index_workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    workspace, _wheels = own_index_workspace
+    prefix = tmp_path / "env"
+    assert run_cli("install", "app", "--prefix", prefix, "--quiet", cwd=workspace).returncode == 0
+    site = site_packages(prefix)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not the prefix's\n")
+    (site / "escape").symlink_to(outside)
+    record = site / "fastlib-1.0.dist-info" / "RECORD"
+    depth = "../" * (len(site.relative_to(tmp_path).parts))
+    with record.open("a") as handle:
+        handle.write(f"{depth}outside/secret,,\nescape/secret,,\n{outside / 'secret'},,\n")
+    code, report, found = audit_findings(workspace, prefix)
+    assert code == 1
+    record_subject = record.relative_to(prefix).as_posix()
+    assert found == {("file-outside-prefix", record_subject), ("file-unexpected", f"{site.relative_to(prefix)}/escape")}
+    refused = [f["detail"] for f in report["findings"] if f["check"] == "file-outside-prefix"]  # type: ignore[attr-defined]
+    assert len(refused) == 3 and all("leaves the prefix" in d and "(of fastlib (pypi))" in d for d in refused)
 
 
 def test_export_carries_pypi_in_conda_lock_and_refuses_explicit(pypi_workspace: Path) -> None:
