@@ -215,7 +215,8 @@ def install_environment(workspace: Workspace, request: InstallRequest) -> Instal
 
     def complete(prefix: Path) -> None:
         restore_lock_urls(prefix, records)
-        install_pypi_packages(prefix, pypi, workspace.root, options.retries)  # after conda, as pixi does
+        hard_links = options.link is LinkMode.hardlink
+        install_pypi_packages(prefix, pypi, workspace.root, options.retries, hard_links=hard_links)  # after conda
 
     report = install_records(records, request.prefix, options, complete)
     return InstallResult(request.prefix, platform, records, report)

@@ -462,11 +462,17 @@ def locked_pypi_entries(workspace_root: Path, data: Any, environment: str, platf
 UV_LOCK_FILE = ".lock"  # uv's lock against concurrent installs, left at the root of the target prefix
 
 
-def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Path, retries: int = 3) -> int:
+def install_pypi_packages(
+    prefix: Path, entries: list[dict[str, Any]], root: Path, retries: int = 3, *, hard_links: bool = False
+) -> int:
     """Install the locked PyPI packages into a conda prefix with uv: exactly these, hash-checked, no resolution.
 
     uv writes the interpreter's path into the scripts it makes (`#!<prefix>/bin/python`): `prefix` must
     be the path the environment will have (see `install.install_records`, which stages it).
+    Files are copied from uv's cache unless `hard_links` (the conda packages' `--link hardlink`): uv's
+    default links them, so an edit in the prefix would edit uv's cache entry, which uv trusts from then
+    on, and every later install would carry it. (uv's `clone` falls back to hard links where the file
+    system has no reflinks, so it is no safe middle.)
     """
     if not entries:
         return 0
@@ -501,6 +507,8 @@ def install_pypi_packages(prefix: Path, entries: list[dict[str, Any]], root: Pat
             str(python),
             "--prefix",
             str(prefix),
+            "--link-mode",
+            "hardlink" if hard_links else "copy",
             "-r",
             str(requirements),
         ]

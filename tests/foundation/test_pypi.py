@@ -225,6 +225,26 @@ def test_audit_prefix_checks_pypi_files_against_their_record(
     assert details["bin/clitool"].endswith("(of clitool (pypi))")
 
 
+def test_an_edit_in_one_prefix_never_reaches_the_next_install(
+    own_index_workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """As for the conda packages (issue 13): uv hard-links from its cache by default, and trusts its cache
+    entries afterwards, so an edit while debugging in one prefix would ship in every later install."""
+    workspace, _wheels = own_index_workspace
+    first, second, linked = tmp_path / "first", tmp_path / "second", tmp_path / "linked"
+    assert run_cli("install", "app", "--prefix", first, "--quiet", cwd=workspace).returncode == 0
+    module = site_packages(first) / "clitool" / "__init__.py"
+    assert module.stat().st_nlink == 1  # a copy: no inode shared with uv's cache
+    with module.open("a") as handle:  # edited in place, as an editor or `>>` does
+        handle.write("print('debugging')\n")
+    assert run_cli("install", "app", "--prefix", second, "--quiet", cwd=workspace).returncode == 0
+    assert audit_findings(workspace, second)[::2] == (0, set())
+    assert "debugging" not in (site_packages(second) / "clitool" / "__init__.py").read_text()
+    # `--link hardlink` is the explicit choice of sharing, for the PyPI packages too
+    assert run_cli("install", "app", "--prefix", linked, "--link", "hardlink", "--quiet", cwd=workspace).returncode == 0
+    assert (site_packages(linked) / "clitool" / "__init__.py").stat().st_nlink > 1
+
+
 def test_audit_prefix_refuses_record_paths_that_leave_the_prefix(
     own_index_workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
