@@ -27,7 +27,6 @@ from runner.logs import log
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    import tarfile
     from typing import BinaryIO
 
     from runner.overlay import Overlay
@@ -124,6 +123,7 @@ class Supervisor:
         import tempfile
 
         from runner.overlay import Overlay
+        from runner.shipped import pack, shipped_paths
 
         header: dict[str, object] = {
             "kind": "overlay",
@@ -133,7 +133,7 @@ class Supervisor:
             "name": name,
         }
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as archive:
-            pack([*requirements.files, *requirements.local_paths], archive)  # type: ignore[arg-type]
+            pack(shipped_paths(requirements), archive)  # type: ignore[arg-type]
             header["size"] = archive.tell()
             archive.seek(0)
             self.frames.send(header, archive)  # type: ignore[arg-type]
@@ -158,60 +158,6 @@ class Supervisor:
                 return Overlay.from_summary(described, lock_text if isinstance(lock_text, str) else "")
             else:
                 raise ProtocolError(f"an answer of unknown kind {kind!r}")
-
-
-def pack(paths: list[Path], archive: BinaryIO) -> None:
-    """A tar of `paths` (files, and folders with every regular file under them), each at its absolute path.
-
-    Read as the job user, following symbolic links to files as uv would; the supervisor
-    receives only regular files and folders.
-    """
-    import tarfile
-
-    added: set[str] = set()
-    with tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in paths:
-            top = os.path.abspath(path)
-            if os.path.isdir(top):
-                for folder, dirs, files in os.walk(top):
-                    _add_folder(tar, folder, added)
-                    for entry in dirs:
-                        if os.path.islink(os.path.join(folder, entry)):
-                            _add_folder(tar, os.path.join(folder, entry), added)
-                    for entry in sorted(files):
-                        _add_file(tar, os.path.join(folder, entry), added)
-            elif os.path.isfile(top):
-                _add_file(tar, top, added)
-
-
-def _add_folder(tar: tarfile.TarFile, path: str, added: set[str]) -> None:
-    import tarfile
-
-    name = path.lstrip("/")
-    if name in added:
-        return
-    added.add(name)
-    info = tarfile.TarInfo(name)
-    info.type, info.mode = tarfile.DIRTYPE, 0o755
-    tar.addfile(info)
-
-
-def _add_file(tar: tarfile.TarFile, path: str, added: set[str]) -> None:
-    name = path.lstrip("/")
-    if name in added or not os.path.isfile(path):
-        return
-    added.add(name)
-    import tarfile
-
-    try:
-        with open(path, "rb") as handle:
-            status = os.fstat(handle.fileno())
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = status.st_size, int(status.st_mtime)
-            info.mode = 0o755 if status.st_mode & 0o111 else 0o644
-            tar.addfile(info, handle)
-    except OSError as error:
-        raise BadInput(f"{path}: cannot read it ({error.strerror})", "ship files the job can read") from None
 
 
 def kind_of(error: RunnerError) -> str:
@@ -246,31 +192,14 @@ class Request:
         self.size = size
 
     def unpack(self, target: Path) -> None:
-        """Write the request's files under `target` (an empty folder root just made): regular files and folders
-        only, at normalised relative paths, never through a link, never over an existing file."""
-        import tarfile
+        """Write the request's files under `target` (an empty folder root just made), as runner/shipped.py does."""
+        from runner.shipped import UnsafeMember, unpack
 
         payload = self.frames.payload(self.size)
-        with tarfile.open(fileobj=payload, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                name = _member_path(member.name)
-                if member.isdir():
-                    os.makedirs(target / name, 0o755, exist_ok=True)
-                elif member.isreg():
-                    destination = target / name
-                    os.makedirs(destination.parent, 0o755, exist_ok=True)
-                    source = tar.extractfile(member)
-                    assert source is not None
-                    mode = 0o755 if member.mode & 0o111 else 0o644
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                    try:
-                        fd = os.open(destination, flags, mode)
-                    except FileExistsError:
-                        continue  # the same file twice: the first copy stands
-                    with os.fdopen(fd, "wb") as handle:
-                        while chunk := source.read(_CHUNK):
-                            handle.write(chunk)
-                    os.utime(destination, (member.mtime, member.mtime))
+        try:
+            unpack(payload, target)  # type: ignore[arg-type]
+        except UnsafeMember as error:
+            raise ProtocolError(str(error)) from None
         payload.drain()
 
     def answer(self, summary: dict[str, object]) -> None:
@@ -308,10 +237,3 @@ def _absolute(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
         raise ProtocolError(f"a request whose {what} is not an absolute path")
     return os.path.normpath(value)
-
-
-def _member_path(name: str) -> str:
-    normal = os.path.normpath(name)
-    if not name or "\0" in name or normal.startswith(("/", "..")) or normal == "." or normal != name.rstrip("/"):
-        raise ProtocolError(f"a request file at {name!r}")
-    return normal

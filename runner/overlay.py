@@ -27,6 +27,7 @@ wheels unless the job allows builds (`sources.py`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -118,6 +119,12 @@ class Plan:
     @property
     def shadowed(self) -> frozenset[str]:
         return frozenset(canonical_name(c.package) for c in self.conflicts) if self.policy == OVERRIDE else frozenset()
+
+    def reading(self, requirements: RequirementSet) -> Plan:
+        """This plan, for the same requirements read from a build's own copy of their files (runner/shipped.py)."""
+        moved = copy.copy(self)
+        moved.requirements = requirements
+        return moved
 
 
 class Overlay:
@@ -323,14 +330,14 @@ def ensure_overlay(
     use = cache.use_lock(key)
     use.acquire(shared=True)
     try:
-        overlay, problem = _reuse(cache, key, started, sources.record())
+        overlay, problem = _reuse(cache, key, started, the_plan.requirements.recorded_sources())
         if overlay is None:
             build_lock = cache.build_lock(key)
             if not build_lock.acquire(blocking=False):
                 log.info("waiting for another run to finish building overlay %s", key)
                 build_lock.acquire()
             try:
-                overlay, problem = _reuse(cache, key, started, sources.record())
+                overlay, problem = _reuse(cache, key, started, the_plan.requirements.recorded_sources())
                 if overlay is None:
                     if problem == UNSEALED:
                         log.warning("overlay %s has no seal (%s): building it again", key, problem)
@@ -408,14 +415,25 @@ def build_here(
 ) -> Overlay:
     """Build the overlay as this process (local runs) in a staging folder, then publish it sealed.
 
-    The same steps as the image's builder and root (runner/staging.py), in one process: a
-    build killed half-way leaves only a staging folder, which the next request removes.
+    The same steps as the image's builder and root (runner/staging.py), in one process, on
+    the same kind of copy of the job's files, `building/request.<random>` (runner/shipped.py:
+    uv never reuses its build of a folder it met at another path): a build killed half-way
+    leaves only folders the next request removes.
     """
     from runner.publish import publish
+    from runner.shipped import copy_for_build
 
     stage = cache.new_staging(key)
+    held = cache.new_request()
     log.info("building overlay %s", key)
     try:
+        copied = copy_for_build(the_plan.requirements, held.path)
+        if overlay_key(copied, base, the_plan.policy) != key:
+            raise OverlayError(
+                f"the files {the_plan.requirements.path.name} names changed while the overlay was being built",
+                "run the job again once they are written",
+            )
+        the_plan = the_plan.reading(copied)
         installed = install(the_plan, base, stage, make_uv(stage / "uv.log"))
         seconds = time.monotonic() - started
         folder = cache.folder(key)
@@ -423,6 +441,8 @@ def build_here(
         publish(stage, folder, key, the_plan, base, installed, seconds)
     finally:
         seal.remove(stage)
+        seal.remove(held.path)
+        held.release()
     return built(key, folder, the_plan, installed, seconds)
 
 
@@ -491,6 +511,8 @@ def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Inst
             "the overlay still conflicts with the base after shadowing",
             "pin compatible versions in requirements.txt",
         )
+    if requirements.root is not None:
+        _name_the_jobs_paths(_site_packages(venv), requirements)
     recorded = _record(packages, _site_packages(venv))
     for record in recorded:
         if isinstance(record.get("url"), str):
@@ -500,10 +522,34 @@ def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Inst
     return Installed(recorded, sorted(shadowed), requirements.virtual(lock_text))
 
 
+def _name_the_jobs_paths(site_packages: Path, requirements: RequirementSet) -> None:
+    """Each `direct_url.json` (PEP 610) names the path the job saw, not the build's copy (removed after it), and
+    its distribution's RECORD lists the new content, as the check before sealing requires (runner/records.py)."""
+    import base64
+    import csv
+    import io
+
+    for direct_url in site_packages.glob("*.dist-info/direct_url.json"):
+        text = direct_url.read_text(encoding="utf-8")
+        named = requirements.virtual(text)
+        if named == text:
+            continue
+        data = named.encode()
+        direct_url.write_bytes(data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record = direct_url.with_name("RECORD")
+        rows = list(csv.reader(io.StringIO(record.read_text(encoding="utf-8"))))
+        listed = f"{direct_url.parent.name}/{direct_url.name}"
+        rows = [[listed, f"sha256={digest}", str(len(data))] if row and row[0] == listed else row for row in rows]
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        record.write_text(out.getvalue(), encoding="utf-8")
+
+
 def built(key: str, folder: Path, the_plan: Plan, installed: Installed, seconds: float) -> Overlay:
     names = ", ".join(f"{p['name']} {p['version']}" for p in installed.packages)
     log.info("overlay %s built and sealed in %.1f s: %s", key, seconds, names or "nothing to add")
-    sources = the_plan.requirements.sources.record()
+    sources = the_plan.requirements.recorded_sources()
     return Overlay(key, folder, installed.packages, installed.shadowed, False, seconds, installed.lock_text, sources)
 
 

@@ -237,5 +237,5 @@ def _marker(key: str, the_plan: Plan, base: BaseEnvironment, installed: Installe
         "requirements": requirements.virtual(requirements.requirements_in()).splitlines(),
         "shadowed": installed.shadowed,
         "packages": installed.packages,
-        "sources": requirements.sources.record(),
+        "sources": requirements.recorded_sources(),
     }

@@ -245,6 +245,9 @@ class RequirementSet:
         # The image's supervisor reads a copy of the job's files, each at `root` + the path the job saw it at
         # (see `read_requirements`); locally `root` is None and paths are the file system's.
         self.root: Path | None = None
+        self.display_root: Path = path.parent  # paths in messages are shown relative to it
+        # Whose pip.conf files are read: anyone's (None), or only that UID's (the supervisor, root, reads only its own).
+        self.settings_owner: int | None = None
         self.local_paths: list[Path] = []  # every local file or folder this file names, as read
         self._sources: Sources | None = None
         self._requirements: list[Requirement] | None = None
@@ -283,7 +286,7 @@ class RequirementSet:
             from runner.sources import resolve_sources
 
             # The supervisor (root) reads only root's pip configuration files, never one a job user could write.
-            pip = read_pip_settings(self.environ, Path(sys.prefix), owner=0 if self.root is not None else None)
+            pip = read_pip_settings(self.environ, Path(sys.prefix), owner=self.settings_owner)
             self._sources = resolve_sources(self, self.environ, pip)
         return self._sources
 
@@ -338,8 +341,26 @@ class RequirementSet:
         return self.virtual("\n".join(parts).replace(folder + os.sep, "./").replace(folder, "."))
 
     def virtual(self, text: str) -> str:
-        """`text` with the paths of a supervisor's copy written as the job saw them (unchanged locally)."""
-        return text.replace(str(self.root), "") if self.root is not None else text
+        """`text` with the paths of a build's copy (runner/shipped.py) written as the job saw them."""
+        if self.root is None:
+            return text
+        from urllib.parse import quote
+
+        return text.replace(str(self.root), "").replace(quote(str(self.root)), "")  # a path, or within a file: URL
+
+    def recorded_sources(self) -> dict[str, object]:
+        """Where packages come from, as run.json and overlay.json record it: the paths the job saw."""
+
+        def virtual(value: object) -> object:
+            if isinstance(value, str):
+                return self.virtual(value)
+            if isinstance(value, list):
+                return [virtual(item) for item in value]
+            if isinstance(value, dict):
+                return {name: virtual(item) for name, item in value.items()}
+            return value
+
+        return virtual(self.sources.record())  # type: ignore[return-value]
 
     def _local_digests(self) -> list[str]:
         """What the local files a build can read hold, so that other content gives another overlay.
@@ -442,18 +463,22 @@ def read_requirements(
     environ: Mapping[str, str] | None = None,
     display_root: Path | None = None,
     root: Path | None = None,
+    settings_owner: int | None = None,
 ) -> RequirementSet:
     """Parse `path` (and what it includes); every problem is a BadInput naming the file and line.
 
     Local paths are made absolute as pip makes them, by joining them to the folder of the file
     that names them (no symbolic link resolved). With `root` (the image's supervisor reading the
     copy of a job's files it was sent), `path` lies under `root`, and every path the file names
-    is read at `root` + that path: nothing outside the copy is ever opened.
+    is read at `root` + that path: nothing outside the copy is ever opened (runner/shipped.py). With
+    `settings_owner`, only pip.conf files of that UID are read.
     """
     result = RequirementSet(Path(os.path.abspath(path)))
     result.environ = os.environ if environ is None else environ
     result.root = root
-    _Reader(result, result.environ, display_root or result.path.parent).read(result.path, constraints=False)
+    result.settings_owner = settings_owner
+    result.display_root = display_root or result.path.parent
+    _Reader(result, result.environ, result.display_root).read(result.path, constraints=False)
     return result
 
 

@@ -233,6 +233,7 @@ def _provide(
             job_env,
             display_root=folder / request.folder.lstrip("/"),
             root=folder,
+            settings_owner=0,
         )
         summary: dict[str, object] = {}
         if parsed.is_empty:

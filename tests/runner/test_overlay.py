@@ -251,9 +251,13 @@ def test_a_killed_build_leaves_a_staging_folder_the_next_run_sweeps(
     assert uv_recorder.count("pip sync") == 1, "the build never reached the install step"
     os.killpg(process.pid, signal.SIGKILL)  # the runner and its uv, mid-install
     process.wait(timeout=30)
-    # Built in a staging folder and published by one rename: a killed build leaves no overlay, only that folder.
+    # Built in a staging folder, from a copy of the job's files, and published by one rename: a killed build leaves
+    # no overlay, only those two folders.
     assert overlays(cache_dir) == []
-    [staging] = (cache_dir / "building").iterdir()
+    [request, staging] = sorted(
+        (cache_dir / "building").iterdir(), key=lambda path: not path.name.startswith("request.")
+    )
+    assert request.name.startswith("request.") and (request / str(job.code / "requirements.txt").lstrip("/")).is_file()
     assert (staging / "venv").is_dir()
 
     result = run_job()
@@ -261,7 +265,7 @@ def test_a_killed_build_leaves_a_staging_folder_the_next_run_sweeps(
     assert uv_recorder.count("venv") == 2 and uv_recorder.count("pip sync") == 2
     [overlay] = overlays(cache_dir)
     assert (overlay / "overlay.json").exists()
-    assert not staging.exists(), "the next request sweeps what the killed build left"
+    assert not staging.exists() and not request.exists(), "the next request sweeps what the killed build left"
     assert str(report(job)["userpkg"]).startswith(str(overlay))
 
 

@@ -4,6 +4,7 @@ every file checked before reuse, wheels only unless a job allows sources."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -396,7 +397,7 @@ def test_a_local_wheel_of_the_same_name_and_size_gets_its_own_overlay(
 def test_a_hidden_file_of_a_shipped_package_is_part_of_the_key(job: Job, run_job: RunJob) -> None:
     """A build backend may read any file of its folder (hidden ones, __pycache__): the key hashed none of them."""
     job.write("requirements.txt", "./pkg\n")
-    job.write("main.py", "import hiddenpkg\n")
+    job.write("main.py", "import hiddenpkg\nprint(hiddenpkg.VALUE)\n")
     job.write("pkg/pyproject.toml", HIDDEN_PYPROJECT)
     job.write("pkg/hidden_backend.py", HIDDEN_BACKEND)
     keys = []
@@ -404,10 +405,39 @@ def test_a_hidden_file_of_a_shipped_package_is_part_of_the_key(job: Job, run_job
         job.write("pkg/.value", value)
         done = run_job()
         assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == value, done.stderr  # the new build, not uv's earlier one of the same folder
         keys.append(job.summary()["overlay"]["key"])  # type: ignore[index]
-    # (What the second build gives is uv's business locally: it reuses its own build of a folder whose pyproject.toml
-    # kept its modification time. In the image a source build has a fresh uv cache every time.)
     assert keys[0] != keys[1]
+
+
+def test_an_edited_module_of_a_shipped_package_is_built_again(job: Job, run_job: RunJob) -> None:
+    """uv rebuilds a folder it built before only when its pyproject.toml/setup.py/setup.cfg changed (its default
+    cache-keys): a local build must not hand the scientist the old code of a package they edited."""
+    job.write("requirements.txt", "./pkg\n")
+    job.write("main.py", "import freshpkg\nprint(freshpkg.VALUE)\n")
+    job.write("pkg/pyproject.toml", FRESH_PYPROJECT)
+    job.write("pkg/fresh_backend.py", FRESH_BACKEND)
+    code = job.write("pkg/freshpkg/__init__.py", "VALUE = 'first'\n")
+    untouched = [job.code / "pkg" / name for name in ("pyproject.toml", "fresh_backend.py")]
+    before = [path.stat().st_mtime_ns for path in untouched]
+    first = run_job()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "first", first.stderr
+    written = code.stat().st_mtime
+    code.write_text("VALUE = 'second'\n")
+    os.utime(code, (written + 2, written + 2))  # an edit a little later, as an editor leaves it
+    second = run_job()
+    assert second.returncode == 0, second.stderr
+    assert [path.stat().st_mtime_ns for path in untouched] == before
+    assert job.summary()["overlay"]["reused"] is False  # type: ignore[index]
+    assert second.stdout.strip() == "second", second.stderr
+    # Built from a copy of its own, removed after the build: what the overlay records names the job's folder.
+    shipped = (job.code / "pkg").as_uri()
+    (package,) = job.summary()["overlay"]["packages"]  # type: ignore[index]
+    assert package["url"] == shipped
+    (direct_url,) = overlay_folder(job).glob(f"{SITE}/freshpkg-1.0.dist-info/direct_url.json")
+    assert json.loads(direct_url.read_text())["url"] == shipped
+    assert not list((overlay_folder(job).parent.parent / "building").iterdir())
 
 
 HIDDEN_PYPROJECT = pyproject("hiddenpkg", "1.0", "hidden_backend")
@@ -418,6 +448,13 @@ HIDDEN_BACKEND = backend_module(
     "1.0",
     '{"hiddenpkg.py": f"VALUE = {value!r}\\n"}',
     before_build='value = pathlib.Path(".value").read_text().strip()',
+)
+
+FRESH_PYPROJECT = pyproject("freshpkg", "1.0", "fresh_backend")
+
+# Its module is the package's own freshpkg/__init__.py, as any build backend copies it.
+FRESH_BACKEND = backend_module(
+    "freshpkg", "1.0", '{"freshpkg/__init__.py": pathlib.Path("freshpkg/__init__.py").read_text()}'
 )
 
 
