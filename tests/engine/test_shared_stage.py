@@ -12,7 +12,6 @@ stores layers by digest, so the flavor images sharing the stage's layers is read
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import yaml
 
 from tests.engine.conftest import EngineSession, cli, podman_name
 from tests.engine.podman import Podman
-from tests.engine.workspace import IMAGE_FILES, REPO, metadata, runtime
-from tests.support.workspace import lock_and_export
+from tests.engine.workspace import metadata, runtime
+from tests.support.workspace import add_image_files, lock_and_export
 
 FLAVORS = {"fixture": "fixture-lib", "second": "second-lib"}
 SHARED = ("cuda-version", "packaging", "python", "uv")
@@ -74,10 +73,7 @@ def write_two_flavor_workspace(root: Path, session: EngineSession) -> Path:
         document = metadata(f"engine-stage-{flavor}-{session.token}")
         (folder / "metadata.yml").write_text(yaml.safe_dump(document, sort_keys=False))
         (folder / "runtime.yml").write_text(yaml.safe_dump(runtime(), sort_keys=False))
-    for relative in IMAGE_FILES:
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / relative, root / relative)
-    shutil.copytree(REPO / "runner", root / "runner", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    add_image_files(root, runner=True)
     return lock_and_export(root, generate=True)
 
 

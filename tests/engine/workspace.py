@@ -9,27 +9,15 @@ runner are copied from this repository, so the images built from it are this rep
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
 
-from tests.support.workspace import lock_and_export, pixi_toml
+from tests.support.workspace import add_image_files, lock_and_export, pixi_toml
 
 REPO = Path(__file__).resolve().parents[2]
 FLAVOR = "fixture"
 FLAVOR_DEFAULT = ("FIXTURE_FLAVOR_DEFAULT", "from runtime.yml")
-IMAGE_FILES = (
-    ".dockerignore",
-    "common/Dockerfile",
-    "common/Dockerfile.dockerignore",
-    "common/entrypoint.sh",
-    "common/entrypoint_lib.sh",
-    "flavors/Dockerfile",
-    "flavors/Dockerfile.dockerignore",
-    "flavors/Dockerfile.shared",
-    "flavors/Dockerfile.shared.dockerignore",
-)
 OUTPUT_PORTS = ("output_1", "output_2")
 # The runner imports `packaging`, which the fixture flavor must carry as a real one does.
 RUNNER_EXTRA = 'packaging = "*"\n'
@@ -82,10 +70,7 @@ def write_engine_workspace(root: Path, channel: Path, python: str, token: str) -
     folder.mkdir(parents=True)
     (folder / "metadata.yml").write_text(yaml.safe_dump(metadata(f"engine-fixture-{token}"), sort_keys=False))
     (folder / "runtime.yml").write_text(yaml.safe_dump(runtime(), sort_keys=False))
-    for relative in IMAGE_FILES:
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / relative, root / relative)
-    shutil.copytree(REPO / "runner", root / "runner", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    add_image_files(root, runner=True)
     return lock_and_export(root, generate=True)
 
 

@@ -21,7 +21,7 @@ from cli.lockengine.sharing import shared_identities
 from tests.images.conftest import cli
 from tests.oci.conftest import write_entry_point_package
 from tests.support.channel import FakePackage, build_channel, gpu_stack_packages, host_python
-from tests.support.workspace import lock_and_export, write_workspace
+from tests.support.workspace import add_image_files, lock_and_export, write_workspace
 
 FLAVORS = ("pytorch", "tensorflow")
 URL_LINE = re.compile(r"^(?P<url>\S+)#sha256:(?P<sha256>[0-9a-f]{64})$")
@@ -163,8 +163,6 @@ def test_exporting_one_flavor_writes_the_shared_export_and_its_own(workspace: Pa
 
 
 def test_a_build_refuses_a_stale_split_export(locked_workspace: Path) -> None:
-    from tests.images.conftest import add_image_files
-
     add_image_files(locked_workspace)
     assert cli("generate", "--manifest-path", locked_workspace).returncode == 0
     assert cli("build", "all", "--dry-run", "--manifest-path", locked_workspace).returncode == 0

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.workspace import write_workspace
+from tests.support.workspace import add_image_files, write_workspace
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_FILES = (
-    "common/Dockerfile",
-    "common/entrypoint.sh",
-    "common/entrypoint_lib.sh",
-    "flavors/Dockerfile.shared",
-    "flavors/Dockerfile",
-)
-
-
-def add_image_files(root: Path) -> Path:
-    """Copy the repository's Dockerfiles and entrypoint into a test workspace, as a maintainer's checkout has them."""
-    for relative in IMAGE_FILES:
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / relative, target)
-    return root
 
 
 def cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

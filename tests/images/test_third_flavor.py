@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.images.conftest import add_image_files, cli
+from tests.images.conftest import cli
 from tests.support.channel import FakePackage, build_channel, gpu_stack_packages
-from tests.support.workspace import flavor_metadata, write_workspace
+from tests.support.workspace import add_image_files, flavor_metadata, write_workspace
 
 JAX_FEATURE = """
 [feature.jax.dependencies]

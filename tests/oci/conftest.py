@@ -24,16 +24,9 @@ import pytest
 
 from cli.oci import OciBuildResult
 from tests.support.channel import build_channel, gpu_stack_packages
-from tests.support.workspace import lock_and_export, write_workspace
+from tests.support.workspace import add_image_files, lock_and_export, write_workspace
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_FILES = (
-    "common/Dockerfile",
-    "common/entrypoint.sh",
-    "common/entrypoint_lib.sh",
-    "flavors/Dockerfile.shared",
-    "flavors/Dockerfile",
-)
 PLACEHOLDER = "/opt/placehold_placehold_placehold_placehold_placehold_placehold_placehold_prefix"
 BASE_EPOCH = 1_700_000_000
 FLAVORS = ("pytorch", "tensorflow")
@@ -128,21 +121,12 @@ def oci_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return channel
 
 
-def add_repository_files(root: Path) -> None:
-    """common/ files, flavors/Dockerfile and runner/ from this repository, as in a maintainer's checkout."""
-    for relative in IMAGE_FILES:
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / relative, target)
-    shutil.copytree(REPO / "runner", root / "runner", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-
-
 def prepare_workspace(root: Path, channel: Path) -> Path:
     """Write, lock, export and generate a fixture workspace ready for `build_oci_image`."""
     write_workspace(root, channel.as_uri())
     manifest = root / "pixi.toml"
     manifest.write_text(manifest.read_text().replace('uv = "*"\n', f'uv = "*"\n{EXTRA_DEPENDENCIES}', 1))
-    add_repository_files(root)
+    add_image_files(root, runner=True)
     return lock_and_export(root, generate=True)
 
 

@@ -9,6 +9,19 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+# What a maintainer's checkout holds for building images: the Dockerfiles, the entrypoint, and the
+# `<Dockerfile>.dockerignore` files BuildKit and podman read beside them.
+IMAGE_FILES = (
+    ".dockerignore",
+    "common/Dockerfile",
+    "common/Dockerfile.dockerignore",
+    "common/entrypoint.sh",
+    "common/entrypoint_lib.sh",
+    "flavors/Dockerfile",
+    "flavors/Dockerfile.dockerignore",
+    "flavors/Dockerfile.shared",
+    "flavors/Dockerfile.shared.dockerignore",
+)
 
 FLAVOR_DEPENDENCIES = {
     "pytorch": 'pytorch = { version = "*", build = "cuda*" }\ntorchvision = "*"\n',
@@ -119,4 +132,15 @@ def locked_one_package_workspace(root: Path, channel: Path, package: str, name: 
         f'[dependencies]\n{package} = "*"\n'
     )
     write_result(lock_workspace(load_workspace(root), LockRequest()))
+    return root
+
+
+def add_image_files(root: Path, *, runner: bool = False) -> Path:
+    """Copy this repository's image files (and, with `runner`, runner/) into a test workspace, as in a checkout."""
+    for relative in IMAGE_FILES:
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / relative, target)
+    if runner:
+        shutil.copytree(REPO / "runner", root / "runner", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return root
