@@ -525,9 +525,10 @@ def install(the_plan: Plan, base: BaseEnvironment, folder: Path, uv: Uv) -> Inst
 def _name_the_jobs_paths(site_packages: Path, requirements: RequirementSet) -> None:
     """Each `direct_url.json` (PEP 610) names the path the job saw, not the build's copy (removed after it), and
     its distribution's RECORD lists the new content, as the check before sealing requires (runner/records.py)."""
-    import base64
     import csv
     import io
+
+    from runner.records import encode_hash
 
     for direct_url in site_packages.glob("*.dist-info/direct_url.json"):
         text = direct_url.read_text(encoding="utf-8")
@@ -536,11 +537,10 @@ def _name_the_jobs_paths(site_packages: Path, requirements: RequirementSet) -> N
             continue
         data = named.encode()
         direct_url.write_bytes(data)
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record = direct_url.with_name("RECORD")
         rows = list(csv.reader(io.StringIO(record.read_text(encoding="utf-8"))))
         listed = f"{direct_url.parent.name}/{direct_url.name}"
-        rows = [[listed, f"sha256={digest}", str(len(data))] if row and row[0] == listed else row for row in rows]
+        rows = [[listed, encode_hash(data), str(len(data))] if row and row[0] == listed else row for row in rows]
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(rows)
         record.write_text(out.getvalue(), encoding="utf-8")

@@ -36,6 +36,20 @@ FIX = (
 )
 
 
+def encode_hash(data: bytes) -> str:
+    """A RECORD's hash field for `data`: `sha256=<urlsafe base64, no padding>` (the wheel format, PEP 376/427)."""
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def decode_hash(field: str) -> tuple[str, str]:
+    """A RECORD's hash field as (algorithm, hex digest); ValueError when it cannot be read."""
+    algorithm, _, encoded = field.partition("=")
+    try:
+        return algorithm, base64.urlsafe_b64decode((encoded + "=" * (-len(encoded) % 4)).encode("ascii")).hex()
+    except UnicodeEncodeError as error:
+        raise ValueError(str(error)) from None
+
+
 class Mismatch(OverlayError):
     """An overlay file that is not what its distribution's RECORD says (or that no RECORD lists)."""
 
@@ -122,12 +136,10 @@ def _listings(venv: str, site_packages: str, records: list[str]) -> dict[str, li
 def _listed(row: list[str], record: str) -> Listed:
     algorithm, digest = "", ""
     if len(row) > 1 and row[1]:
-        algorithm, _, encoded = row[1].partition("=")
         try:
-            padded = encoded + "=" * (-len(encoded) % 4)
-            digest = base64.urlsafe_b64decode(padded.encode("ascii")).hex()
+            algorithm, digest = decode_hash(row[1])
             hashlib.new(algorithm)
-        except (ValueError, UnicodeEncodeError):
+        except ValueError:
             raise Mismatch(record, f"has a hash that cannot be read: {shown(row[1])}") from None
         if algorithm in ("md5", "sha1"):
             raise Mismatch(record, f"uses {algorithm}, which the wheel format forbids")

@@ -10,8 +10,6 @@ nothing outside the prefix is read.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import os
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from packaging.metadata import parse_email
 from packaging.utils import canonicalize_name
 
 from cli.audit.readers import PYPI, LockedPackage
+from runner.records import decode_hash
 
 SITE_PACKAGES = ("lib/python*/site-packages", "Lib/site-packages")
 DIST_INFO = ".dist-info"
@@ -69,13 +68,11 @@ def _name_and_version(dist_info: Path) -> tuple[str, str]:
 
 def _hex_digest(field: str) -> str | None:
     """`sha256=<urlsafe base64>` → hex; None for an empty field or another algorithm."""
-    algorithm, _, value = field.partition("=")
-    if algorithm != HASH_ALGORITHM or not value:
-        return None
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
-    except (binascii.Error, ValueError):
+        algorithm, digest = decode_hash(field)
+    except ValueError:
         return None
+    return digest if algorithm == HASH_ALGORITHM and digest else None
 
 
 def _inside(path: str, root: str) -> bool:
